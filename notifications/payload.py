@@ -1,0 +1,84 @@
+"""Pure functions over notification payloads: merge, prune, validate. No ORM, no mutation."""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+from reservemail.exceptions import ReservemailError
+
+LIST_KINDS = frozenset({"task_progress", "task_reserve"})
+ENDED_STATUSES = frozenset({"finished", "canceled"})
+MAX_ENTRIES = 1000
+
+
+class PayloadError(ReservemailError):
+    """A payload does not have the shape its name requires."""
+
+    code = "invalid_payload"
+
+
+class Entry(TypedDict):
+    task_id: int
+    status: str
+    description: NotRequired[str]
+    progress: NotRequired[int]
+    failed: NotRequired[bool]
+    reserved_at: NotRequired[str | None]
+    ended_ts: NotRequired[float | None]
+
+
+def is_list_kind(name: str) -> bool:
+    return name in LIST_KINDS
+
+
+def merge_entries(current: list[Entry], incoming: list[Entry]) -> list[Entry]:
+    """Replace entries with the same task_id in place and append new ones, in order."""
+    merged = [dict(entry) for entry in current]
+    index = {entry["task_id"]: i for i, entry in enumerate(merged)}
+    for entry in incoming:
+        position = index.get(entry["task_id"])
+        if position is None:
+            index[entry["task_id"]] = len(merged)
+            merged.append(dict(entry))
+        else:
+            merged[position] = {**merged[position], **entry}
+    return merged  # type: ignore[return-value]
+
+
+def prune_entries(entries: list[Entry], *, now_ts: float, grace_seconds: float) -> list[Entry]:
+    """Drop entries of tasks that ended more than ``grace_seconds`` ago; keep at most MAX_ENTRIES.
+
+    The grace period lets a polling page see the final state before the entry leaves the list.
+    """
+    kept = [
+        entry
+        for entry in entries
+        if entry.get("status") not in ENDED_STATUSES or now_ts - float(entry.get("ended_ts") or now_ts) <= grace_seconds
+    ]
+    if len(kept) > MAX_ENTRIES:
+        ended = [e for e in kept if e.get("status") in ENDED_STATUSES]
+        drop = {id(e) for e in ended[: len(kept) - MAX_ENTRIES]}
+        kept = [e for e in kept if id(e) not in drop][-MAX_ENTRIES:]
+    return kept
+
+
+def validate_payload(name: str, payload: Any) -> None:
+    """Raise PayloadError unless ``payload`` is ``{"data": ...}`` with the shape ``name`` needs."""
+    if not isinstance(payload, dict) or set(payload) != {"data"}:
+        raise PayloadError(f"payload of {name!r} must be an object with exactly the key 'data'")
+    if not is_list_kind(name):
+        return
+    data = payload["data"]
+    if not isinstance(data, list):
+        raise PayloadError(f"data of {name!r} must be a list")
+    seen: set[int] = set()
+    for entry in data:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("task_id"), int)
+            or isinstance(entry["task_id"], bool)
+        ):
+            raise PayloadError(f"every entry of {name!r} needs an integer task_id")
+        if entry["task_id"] in seen:
+            raise PayloadError(f"task_id {entry['task_id']} appears twice in {name!r}")
+        seen.add(entry["task_id"])

@@ -1,0 +1,52 @@
+"""Writes to notifications; the only code that changes Notification rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from notifications.models import Notification
+from notifications.payload import Entry, is_list_kind, merge_entries, prune_entries, validate_payload
+
+GRACE_SECONDS = float(getattr(settings, "NOTIFICATION_GRACE_SECONDS", 60))
+
+
+def _locked_row(owner_id: int, name: str) -> Notification:
+    row = Notification.objects.select_for_update().filter(owner_id=owner_id, name=name).first()
+    if row is not None:
+        return row
+    try:
+        with transaction.atomic():
+            return Notification.objects.create(owner_id=owner_id, name=name)
+    except IntegrityError:
+        # Another writer created it first; lock theirs.
+        return Notification.objects.select_for_update().get(owner_id=owner_id, name=name)
+
+
+@transaction.atomic
+def merge_notification(*, owner_id: int, name: str, data: Any) -> Notification:
+    """Merge ``data`` into the (owner, name) row under a lock and bump its timestamp.
+
+    List kinds merge entries by task_id (replace or append) and prune ended ones after a grace
+    period; other kinds replace the value. Raises PayloadError for a bad shape; nothing is saved.
+    """
+    now_ts = timezone.now().timestamp()
+    row = _locked_row(owner_id, name)
+    if is_list_kind(name):
+        incoming: list[Entry] = [data] if isinstance(data, dict) else list(data)
+        stamped = [
+            {**e, "ended_ts": now_ts} if e.get("status") in ("finished", "canceled") and not e.get("ended_ts") else e
+            for e in incoming
+        ]
+        merged = merge_entries(list(row.payload.get("data") or []), stamped)  # type: ignore[arg-type]
+        payload: dict[str, Any] = {"data": prune_entries(merged, now_ts=now_ts, grace_seconds=GRACE_SECONDS)}
+    else:
+        payload = {"data": data}
+    validate_payload(name, payload)
+    row.payload = payload
+    row.timestamp = max(now_ts, row.timestamp + 1e-6)
+    row.save(update_fields=["payload", "timestamp"])
+    return row

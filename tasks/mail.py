@@ -1,0 +1,91 @@
+"""Mail templates (the allow-list under templates/email/), rendering, and SMTP error classes."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+from dataclasses import dataclass
+from email.utils import make_msgid
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import get_template
+
+EMAIL_TEMPLATE_DIR = Path(settings.BASE_DIR) / "templates" / "email"
+
+
+@dataclass(frozen=True)
+class MailSpec:
+    """What to send: an allow-listed template, its recipients and the shared context."""
+
+    template: str
+    recipients: tuple[str, ...]
+    context: dict[str, Any]
+
+
+@lru_cache(maxsize=1)
+def available_templates() -> tuple[str, ...]:
+    """Return the names of templates that have both a .subject and a .txt part."""
+    names = {p.stem for p in EMAIL_TEMPLATE_DIR.glob("*.subject")}
+    return tuple(sorted(n for n in names if (EMAIL_TEMPLATE_DIR / f"{n}.txt").exists()))
+
+
+def _render(path: str, context: dict[str, Any]) -> str:
+    return get_template(path).render(context)
+
+
+@lru_cache(maxsize=64)
+def _has_html(template: str) -> bool:
+    return (EMAIL_TEMPLATE_DIR / f"{template}.html").exists()
+
+
+def render_message(
+    *, template: str, context: dict[str, Any], recipient: str, message_id: str
+) -> EmailMultiAlternatives:
+    """Render the template for one recipient into a message carrying the fixed Message-ID."""
+    ctx = {**context, "recipient": recipient}
+    subject = " ".join(_render(f"email/{template}.subject", ctx).split())
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=_render(f"email/{template}.txt", ctx),
+        to=[recipient],
+        headers={"Message-ID": message_id},
+    )
+    if _has_html(template):
+        message.attach_alternative(_render(f"email/{template}.html", ctx), "text/html")
+    return message
+
+
+def check_renders(*, template: str, context: dict[str, Any]) -> None:
+    """Render once with a sample recipient so template errors surface before anything is queued."""
+    render_message(template=template, context=context, recipient="check@example.com", message_id="<check@local>")
+
+
+def new_message_id() -> str:
+    domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(" >") or "localhost"
+    return make_msgid(domain=domain)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """True for SMTP 5xx answers (do not retry); False for 4xx and connection trouble."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in exc.recipients.values()]
+        return bool(codes) and all(code >= 500 for code in codes)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code >= 500
+    return False
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (smtplib.SMTPException, socket.error, TimeoutError)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return "; ".join(f"{code} {msg.decode(errors='replace')}" for code, msg in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        message = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        return f"{exc.smtp_code} {message}"
+    return f"{type(exc).__name__}: {exc}"

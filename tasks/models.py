@@ -1,0 +1,113 @@
+"""The Task row (the source of truth for every send) and its per-recipient Delivery rows."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from tasks.exceptions import TaskStateError
+
+SEND_MAIL_JOB = "tasks.jobs.send_task"
+
+
+class Task(models.Model):
+    """One send: now (queued) or at ``reserved_at`` (reserved), of one template to its recipients."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RESERVED = "reserved", _("Reserved")
+        RUNNING = "running", _("Running")
+        FINISHED = "finished", _("Finished")
+        CANCELED = "canceled", _("Canceled")
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
+    name = models.CharField(_("job"), max_length=200, default=SEND_MAIL_JOB)
+    description = models.CharField(_("description"), max_length=200)
+    template = models.CharField(_("template"), max_length=100)
+    recipients = models.JSONField(_("recipients"), default=list)
+    context = models.JSONField(_("context"), default=dict, blank=True)
+    queue = models.CharField(_("queue"), max_length=50, default="default")
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, db_index=True)
+    failed = models.BooleanField(_("failed"), default=False)
+    log = models.TextField(_("log"), blank=True, default="")
+    progress = models.PositiveSmallIntegerField(_("progress"), default=0)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    reserved_at = models.DateTimeField(_("reserved at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(_("heartbeat at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["owner", "status", "reserved_at"], name="task_owner_status_due"),
+            models.Index(fields=["status", "reserved_at"], name="task_status_due"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__lte=100), name="task_progress_lte_100"),
+            models.CheckConstraint(
+                condition=~Q(status="reserved") | Q(reserved_at__isnull=False),
+                name="task_reserved_has_time",
+            ),
+        ]
+        permissions = [("cancel_task", "Can cancel or stop tasks")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.description}"
+
+    @property
+    def is_cancellable(self) -> bool:
+        return self.status in CANCELLABLE
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status in ENDED
+
+    def check_transition(self, new_status: str) -> None:
+        """Raise TaskStateError unless TRANSITIONS allows moving from the current status."""
+        if new_status not in TRANSITIONS[self.status]:
+            raise TaskStateError(
+                _("Task #%(id)s is %(status)s and cannot become %(new)s.")
+                % {"id": self.pk, "status": self.get_status_display(), "new": Task.Status(new_status).label},
+                code="invalid_state",
+            )
+
+
+S = Task.Status
+# The allowed moves. RUNNING -> QUEUED is a transient failure handed back for a retry.
+TRANSITIONS: dict[str, set[str]] = {
+    S.QUEUED: {S.RUNNING, S.CANCELED},
+    S.RESERVED: {S.RESERVED, S.QUEUED, S.RUNNING, S.CANCELED},
+    S.RUNNING: {S.FINISHED, S.CANCELED, S.QUEUED},
+    S.FINISHED: set(),
+    S.CANCELED: set(),
+}
+PENDING = (S.QUEUED, S.RESERVED)
+CANCELLABLE = (S.QUEUED, S.RESERVED, S.RUNNING)
+ENDED = (S.FINISHED, S.CANCELED)
+
+
+class Delivery(models.Model):
+    """One recipient of one task; its Message-ID is fixed before the first attempt to send."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="deliveries")
+    address = models.EmailField(_("address"), max_length=254)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    message_id = models.CharField(_("message id"), max_length=255)
+    error = models.TextField(_("error"), blank=True, default="")
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [models.UniqueConstraint(fields=["task", "address"], name="delivery_one_per_address")]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.status})"

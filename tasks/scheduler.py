@@ -1,0 +1,222 @@
+"""The only module that talks to RQ. It takes task ids and aware datetimes, never models.
+
+Every job's id is derived from its task's primary key (``job_id_for``), so cancel, reschedule and
+the reconciler find a task's job from the id alone, and a second job for the same task is refused
+(``unique=True``) instead of silently overwriting the first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Literal
+
+import django_rq
+from django.conf import settings
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Retry
+from rq.command import send_stop_job_command
+from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus, get_current_job
+from rq.queue import Queue
+from rq.registry import ScheduledJobRegistry
+from rq.worker import SimpleWorker
+
+logger = logging.getLogger(__name__)
+
+SCHEDULER_QUEUE = "high"  # reservations are scheduled here
+SEND_QUEUE = "default"  # immediate sends
+QUEUE_NAMES = ("high", "default", "low")
+JOB_FUNC = "tasks.jobs.send_task"
+
+JobState = Literal["scheduled", "queued", "started", "deferred", "finished", "failed", "stopped", "canceled"]
+
+__all__ = [
+    "SCHEDULER_QUEUE",
+    "SEND_QUEUE",
+    "QueueError",
+    "cancel",
+    "enqueue",
+    "job_id_for",
+    "job_state",
+    "ping",
+    "reschedule",
+    "retries_left",
+    "schedule",
+    "stop",
+]
+
+# Redis errors and socket timeouts reach callers as this one type.
+QueueError = RedisError
+
+
+def job_id_for(task_id: int) -> str:
+    """Return the RQ job id of a task: its primary key as a string."""
+    return str(task_id)
+
+
+@lru_cache(maxsize=8)
+def _client(url: str, timeout: float) -> Redis:
+    return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30)
+
+
+def _connection() -> Redis:
+    """One pooled client per URL, with socket timeouts so a hung Redis fails fast (django-rq
+    ignores connection kwargs for URL configs)."""
+    return _client(settings.RQ_QUEUES[SCHEDULER_QUEUE]["URL"], settings.REDIS_SOCKET_TIMEOUT)
+
+
+def _queue(name: str) -> Queue:
+    # We call the queue from transaction.on_commit() ourselves, so enqueue at once.
+    return django_rq.get_queue(name, commit_mode="auto", connection=_connection())
+
+
+def _retry() -> Retry:
+    intervals = list(settings.TASK_RETRY_INTERVALS)
+    return Retry(max=len(intervals), interval=intervals)
+
+
+def round_up_to_second(when: datetime) -> datetime:
+    """RQ keeps whole-second due times; round up so a job is never released early."""
+    if when.tzinfo is None:
+        raise ValueError("naive datetime")
+    ts = math.ceil(when.timestamp())
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _new_job(queue: Queue, task_id: int) -> Job:
+    return queue.create_job(
+        JOB_FUNC,
+        args=(task_id,),
+        job_id=job_id_for(task_id),
+        retry=_retry(),
+        description=f"send task {task_id}",
+    )
+
+
+def ping() -> bool:
+    """Return True when Redis answers within the socket timeout."""
+    try:
+        return bool(_connection().ping())
+    except RedisError:
+        return False
+
+
+def schedule(*, task_id: int, due: datetime, queue_name: str = SCHEDULER_QUEUE) -> None:
+    """Schedule the task's job at ``due`` (rounded up to the second); never a second job."""
+    queue = _queue(queue_name)
+    try:
+        queue.schedule_job(_new_job(queue, task_id), round_up_to_second(due), unique=True)
+    except DuplicateJobError:
+        logger.info("job already exists, moving it task_id=%s job_id=%s", task_id, job_id_for(task_id))
+        reschedule(task_id=task_id, due=due, queue_name=queue_name)
+        return
+    logger.info("scheduled task_id=%s job_id=%s due=%s", task_id, job_id_for(task_id), due.isoformat())
+
+
+def enqueue(*, task_id: int, queue_name: str = SEND_QUEUE) -> None:
+    """Put the task's job on ``queue_name`` now; a job that already exists is left alone."""
+    queue = _queue(queue_name)
+    try:
+        queue.enqueue_job(_new_job(queue, task_id), unique=True)
+    except DuplicateJobError:
+        state = job_state(task_id=task_id)
+        if state in ("queued", "started", "scheduled"):
+            logger.info("job already live task_id=%s state=%s", task_id, state)
+            return
+        _delete(task_id)
+        queue.enqueue_job(_new_job(queue, task_id), unique=True)
+    logger.info("enqueued task_id=%s job_id=%s queue=%s", task_id, job_id_for(task_id), queue_name)
+
+
+def reschedule(*, task_id: int, due: datetime, queue_name: str = SCHEDULER_QUEUE) -> None:
+    """Move the task's scheduled job to ``due``; schedule a new one if the job is missing."""
+    queue = _queue(queue_name)
+    connection = queue.connection
+    try:
+        job = Job.fetch(job_id_for(task_id), connection=connection)
+    except NoSuchJobError:
+        schedule(task_id=task_id, due=due, queue_name=queue_name)
+        return
+    if job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.STARTED):
+        # Already released to the worker; the row's status decides what the job does.
+        logger.info("job already released task_id=%s", task_id)
+        return
+    queue_of_job = Queue(job.origin or queue_name, connection=connection)
+    for registry_queue in {queue_of_job.name, queue_name}:
+        Queue(registry_queue, connection=connection).scheduled_job_registry.remove(job)
+    job.set_status(JobStatus.SCHEDULED)
+    ScheduledJobRegistry(queue=queue).schedule(job, round_up_to_second(due))
+    connection.sadd(Queue.redis_queues_keys, queue.key)
+    logger.info("rescheduled task_id=%s job_id=%s due=%s", task_id, job.id, due.isoformat())
+
+
+def _delete(task_id: int) -> None:
+    try:
+        job = Job.fetch(job_id_for(task_id), connection=_connection())
+    except NoSuchJobError:
+        return
+    with contextlib.suppress(InvalidJobOperation):  # already cancelled
+        job.cancel()
+    job.delete()
+
+
+def cancel(*, task_id: int) -> None:
+    """Cancel and delete the task's job; a missing or already cancelled job is success."""
+    _delete(task_id)
+    logger.info("cancelled job task_id=%s job_id=%s", task_id, job_id_for(task_id))
+
+
+def stop(*, task_id: int) -> None:
+    """Ask the worker running the task's job to stop it; a job not running is success."""
+    try:
+        send_stop_job_command(_connection(), job_id_for(task_id))
+    except (NoSuchJobError, InvalidJobOperation):
+        return
+    logger.info("sent stop-job task_id=%s job_id=%s", task_id, job_id_for(task_id))
+
+
+def job_state(*, task_id: int) -> JobState | None:
+    """Return where the task's job is in RQ (``None`` if Redis holds no such job)."""
+    try:
+        job = Job.fetch(job_id_for(task_id), connection=_connection())
+    except NoSuchJobError:
+        return None
+    status = job.get_status(refresh=False)
+    return status.value if status is not None else None  # type: ignore[return-value]
+
+
+def due_time(*, task_id: int) -> datetime | None:
+    """Return the time the task's job is scheduled for, or None if it is not scheduled."""
+    connection = _connection()
+    for name in QUEUE_NAMES:
+        score = connection.zscore(ScheduledJobRegistry(name, connection=connection).key, job_id_for(task_id))
+        if score is not None:
+            return datetime.fromtimestamp(score, tz=UTC)
+    return None
+
+
+def retries_left() -> int | None:
+    """Return how many retries RQ has left for the job running now (None outside a job)."""
+    job = get_current_job()
+    if job is None:
+        return None
+    return job.retries_left or 0
+
+
+class MailWorker(SimpleWorker):
+    """The worker for reservemail's queues: no fork per job, and a short maintenance interval.
+
+    Not forking keeps one process (and its SMTP connection and database connection) across jobs,
+    which is several times faster per mail. The maintenance step is where RQ restarts a dead
+    scheduler process; RQ's default is 10 minutes, so after a Redis outage reservations could
+    wait that long. We run it every WORKER_MAINTENANCE_INTERVAL seconds instead.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("maintenance_interval", settings.WORKER_MAINTENANCE_INTERVAL)
+        super().__init__(*args, **kwargs)

@@ -1,0 +1,18 @@
+"""The task service layer: every door (form, admin, API, jobs) calls these, none talks to RQ."""
+
+from tasks.services.change import cancel_reserve, cancel_task, reschedule, reschedule_task, send_now
+from tasks.services.create import enqueue_task, reserve_task, retry_task
+from tasks.services.run import claim_task, run_task
+
+__all__ = [
+    "cancel_reserve",
+    "cancel_task",
+    "claim_task",
+    "enqueue_task",
+    "reschedule",
+    "reschedule_task",
+    "reserve_task",
+    "retry_task",
+    "run_task",
+    "send_now",
+]

@@ -1,0 +1,181 @@
+"""What a worker does with a task: wait out the due time, claim, send each recipient, finish."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import IntegrityError
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from tasks import scheduler
+from tasks.mail import describe, is_permanent, new_message_id, render_message
+from tasks.models import PENDING, Delivery, Task
+from tasks.services.dispatch import append_log
+from tasks.services.notify import notify_ended, notify_progress
+from tasks.smtp import session
+
+logger = logging.getLogger(__name__)
+
+MAX_EARLY_WAIT = 5.0  # seconds a released job may wait for its due time before giving it back
+
+
+class TransientSendError(Exception):
+    """A 4xx answer or a broken connection: the task is handed back for a retry."""
+
+
+@dataclass
+class Outcome:
+    sent: int = 0
+    failed: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+
+def _wait_until_due(task_id: int) -> bool:
+    """Sleep until the task's reserved_at (never send early); False if the job was released too early."""
+    row = Task.objects.filter(pk=task_id).values("status", "reserved_at").first()
+    if row is None or row["status"] not in PENDING or row["reserved_at"] is None:
+        return row is not None
+    wait = (row["reserved_at"] - timezone.now()).total_seconds()
+    if wait > MAX_EARLY_WAIT:
+        logger.warning("job released %.1fs early task_id=%s; leaving it to its schedule", wait, task_id)
+        return False
+    if wait > 0:
+        time.sleep(wait)
+    return True
+
+
+def claim_task(*, task_id: int) -> bool:
+    """Move a QUEUED or RESERVED task to RUNNING in one conditional update; False if someone else won."""
+    now = timezone.now()
+    won = Task.objects.filter(pk=task_id, status__in=PENDING).update(
+        status=Task.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
+    )
+    return bool(won)
+
+
+def _ensure_deliveries(task: Task) -> None:
+    """Create one PENDING delivery per recipient, each with its Message-ID fixed before sending."""
+    known = set(Delivery.objects.filter(task=task).values_list("address", flat=True))
+    missing = [
+        Delivery(task=task, address=address, message_id=new_message_id())
+        for address in task.recipients
+        if address not in known
+    ]
+    try:
+        Delivery.objects.bulk_create(missing, ignore_conflicts=True, batch_size=500)
+    except IntegrityError:  # pragma: no cover - ignore_conflicts covers it on supported databases
+        logger.warning("deliveries already created task_id=%s", task.pk)
+
+
+def _heartbeat(task: Task, done: int, total: int) -> bool:
+    """Record progress and heartbeat; False when the row is no longer RUNNING (canceled)."""
+    task.progress = min(99, int(done * 100 / total)) if total else 0
+    alive = Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
+        progress=task.progress, heartbeat_at=timezone.now()
+    )
+    if alive:
+        notify_progress(task)
+    return bool(alive)
+
+
+def _send_all(task: Task) -> Outcome:
+    outcome = Outcome()
+    pending = list(
+        Delivery.objects.filter(task=task, status=Delivery.Status.PENDING).values_list("pk", "address", "message_id")
+    )
+    total = len(task.recipients)
+    done = total - len(pending)
+    next_beat = time.monotonic() + settings.TASK_PROGRESS_INTERVAL
+    with session:
+        for pk, address, message_id in pending:
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + settings.TASK_PROGRESS_INTERVAL
+                if not _heartbeat(task, done, total):
+                    outcome.stopped = True
+                    break
+            message = render_message(
+                template=task.template, context=task.context, recipient=address, message_id=message_id
+            )
+            try:
+                session.send(message)
+            except Exception as exc:
+                if not is_permanent(exc):
+                    Delivery.objects.filter(pk=pk).update(error=describe(exc)[:1000])
+                    raise TransientSendError(f"{address}: {describe(exc)}") from exc
+                Delivery.objects.filter(pk=pk).update(status=Delivery.Status.FAILED, error=describe(exc)[:1000])
+                outcome.failed.append(f"{address}: {describe(exc)}")
+            else:
+                Delivery.objects.filter(pk=pk).update(status=Delivery.Status.SENT, sent_at=timezone.now(), error="")
+                outcome.sent += 1
+            done += 1
+    return outcome
+
+
+def _finish(task: Task, outcome: Outcome) -> None:
+    lines = [f"attempt {task.attempts}: sent {outcome.sent}, failed {len(outcome.failed)}"]
+    lines += [f"permanent failure {line}" for line in outcome.failed]
+    won = Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
+        status=Task.Status.FINISHED,
+        progress=100,
+        failed=bool(outcome.failed),
+        ended_at=timezone.now(),
+        log=append_log("\n".join(lines)),
+    )
+    if won:
+        logger.info("task finished task_id=%s sent=%s failed=%s", task.pk, outcome.sent, len(outcome.failed))
+    else:
+        logger.info("task was canceled while sending task_id=%s sent=%s", task.pk, outcome.sent)
+    notify_ended(Task.objects.get(pk=task.pk))
+
+
+def _hand_back_or_fail(task: Task, exc: BaseException) -> None:
+    """After a transient error: back to QUEUED if RQ will retry, else FINISHED with failed set."""
+    left = scheduler.retries_left()
+    if left:
+        Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
+            status=Task.Status.QUEUED, log=append_log(f"attempt {task.attempts}: {exc}; retrying ({left} left)")
+        )
+        logger.warning("transient failure task_id=%s retries_left=%s error=%s", task.pk, left, exc)
+        notify_progress(Task.objects.get(pk=task.pk))
+        return
+    Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
+        status=Task.Status.FINISHED,
+        failed=True,
+        ended_at=timezone.now(),
+        log=append_log(f"attempt {task.attempts}: {exc}; giving up"),
+    )
+    logger.error("task failed task_id=%s error=%s", task.pk, exc)
+    notify_ended(Task.objects.get(pk=task.pk))
+
+
+def run_task(*, task_id: int) -> None:
+    """Send a task's mail: wait until due, claim (QUEUED/RESERVED -> RUNNING), send, finish.
+
+    A task that cannot be claimed (canceled, or another worker has it) is left alone. Recipients
+    already recorded as sent are never sent again. Transient SMTP errors hand the task back and
+    re-raise so RQ retries it; permanent (5xx) ones fail that recipient and the task's flag.
+    """
+    if not _wait_until_due(task_id) or not claim_task(task_id=task_id):
+        logger.info("task not claimable task_id=%s", task_id)
+        return
+    task = Task.objects.get(pk=task_id)
+    logger.info("task running task_id=%s owner=%s attempt=%s", task.pk, task.owner_id, task.attempts)
+    notify_progress(task)
+    _ensure_deliveries(task)
+    try:
+        outcome = _send_all(task)
+    except TransientSendError as exc:
+        _hand_back_or_fail(task, exc)
+        raise
+    except Exception as exc:
+        Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
+            status=Task.Status.FINISHED, failed=True, ended_at=timezone.now(), log=append_log(_("error: %s") % exc)
+        )
+        notify_ended(Task.objects.get(pk=task.pk))
+        raise
+    _finish(task, outcome)

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from tasks import views
+
+app_name = "tasks"
+urlpatterns = [
+    path("", views.mail_form, name="mail"),
+    path("tasks/", views.history, name="history"),
+    path("tasks/<int:task_id>/cancel/", views.cancel, name="cancel"),
+]
