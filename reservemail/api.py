@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import URLPattern, URLResolver, include, path
 from rest_framework import status
+from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.response import Response
+from rest_framework.routers import DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from reservemail.exceptions import ReservemailError
@@ -18,8 +21,34 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
         if exc.field and exc.status == status.HTTP_400_BAD_REQUEST:
             body[exc.field] = [exc.message]
-        return Response(body, status=exc.status)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return Response(body, status=exc.status, headers=headers)
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         return Response({**detail, "detail": "; ".join(exc.messages), "code": "invalid"}, status=400)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+        # DRF's own errors (401, 404, 405, 429, ...) get the same {"detail", "code"} body.
+        response.data.setdefault("code", getattr(response.data["detail"], "code", "error"))
+    return response
+
+
+def api_urlpatterns() -> list[URLPattern | URLResolver]:
+    """Everything under /api/: tasks, notifications, token login, schema and docs."""
+    from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+    from notifications.api import NotificationPollView
+    from tasks.api import TaskViewSet
+
+    router = DefaultRouter()
+    router.register("tasks", TaskViewSet, basename="task")
+    return [
+        path("notifications/", NotificationPollView.as_view(), name="api-notifications"),
+        path("auth/token/", obtain_auth_token, name="api-token"),
+        path("auth/", include("rest_framework.urls")),
+        path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+        path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+        path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+        path("", include(router.urls)),
+    ]
