@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.utils import timezone, translation
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -11,9 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notifications.selectors import poll_items
+from tasks.serializers import QuerySerializer
 
 
-class NotificationPollQuerySerializer(serializers.Serializer):
+class NotificationPollQuerySerializer(QuerySerializer):
     since = serializers.FloatField(
         required=False,
         default=0.0,
@@ -44,7 +46,7 @@ class NotificationPollView(APIView):
         parameters=[NotificationPollQuerySerializer],
         responses={
             200: NotificationItemSerializer(many=True),
-            400: OpenApiResponse(description="`since` is not a number >= 0."),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="`since` is not a number >= 0."),
             401: NotificationErrorSerializer,
         },
         examples=[

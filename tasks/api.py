@@ -16,6 +16,9 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
@@ -47,6 +50,15 @@ class TaskCreateThrottle(UserRateThrottle):
 
     def get_rate(self) -> str | None:
         return settings.API_CREATE_RATE or None
+
+
+class TaskPagination(PageNumberPagination):
+    """DRF's page numbers, except that ``?page=`` (blank) is an error rather than page 1."""
+
+    def get_page_number(self, request: Request, paginator: Any) -> Any:
+        if request.query_params.get(self.page_query_param) == "":
+            raise ValidationError({self.page_query_param: ["This field may not be blank."]})
+        return super().get_page_number(request, paginator)
 
 
 def request_fingerprint(request: Request) -> str:
@@ -136,7 +148,7 @@ TASK_EXAMPLE = {
     list=extend_schema(
         summary="List your tasks, newest first",
         parameters=[TaskListQuerySerializer],
-        responses={200: TaskOutputSerializer(many=True), 400: FIELD_ERRORS, 401: ERROR},
+        responses={200: TaskOutputSerializer(many=True), 400: FIELD_ERRORS, 401: ERROR, 404: ERROR},
     ),
     retrieve=extend_schema(
         summary="One of your tasks, with its log and per-recipient outcomes",
@@ -149,7 +161,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     authentication_classes = API_AUTHENTICATION
     serializer_class = TaskOutputSerializer
     http_method_names = ["get", "post", "patch", "head", "options"]
-    lookup_value_regex = r"[0-9]+"
+    parser_classes = [JSONParser]
+    pagination_class = TaskPagination
 
     def get_queryset(self) -> QuerySet[Task]:
         queryset = list_tasks_of(self.request.user)
@@ -251,7 +264,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "between recipients. A task that already ended (finished or canceled) answers 409 with the reason.",
         request=None,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={200: TaskOutputSerializer, 409: ERROR, 422: ERROR, **COMMON},
+        responses={200: TaskOutputSerializer, 400: ERROR, 409: ERROR, 422: ERROR, **COMMON},
         examples=[
             OpenApiExample(
                 "Canceled",

@@ -61,7 +61,17 @@ class TaskDetailOutputSerializer(TaskOutputSerializer):
         read_only_fields = fields
 
 
-class TaskListQuerySerializer(serializers.Serializer):
+class QuerySerializer(serializers.Serializer):
+    """Query parameters, strictly: ``?name=`` with nothing after it is an error, not "absent"."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        blank = [name for name in self.fields if self.initial_data.get(name) == ""]
+        if blank:
+            raise serializers.ValidationError({name: [_("This field may not be blank.")] for name in blank})
+        return attrs
+
+
+class TaskListQuerySerializer(QuerySerializer):
     status = serializers.ChoiceField(choices=Task.Status.choices, required=False, help_text=_("Only tasks in it."))
 
 

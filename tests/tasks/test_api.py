@@ -615,3 +615,34 @@ def test_daily_quota_refuses_with_clear_message(api, user, settings):
     }
     assert 86000 < int(response["Retry-After"]) <= 86400
     assert Task.objects.filter(owner=user).count() == 3
+
+
+# --- strict query parameters and unknown paths (found by the schemathesis run) --------------------
+
+
+@pytest.mark.parametrize("query", ["status=", "page=", "status=&page=1"])
+def test_blank_query_parameter_is_400_not_ignored(api, query):
+    response = api.get(f"/api/tasks/?{query}")
+    assert response.status_code == 400
+    assert list(response.json()) == [query.split("=")[0]]
+
+
+def test_page_out_of_range_is_json_404(api):
+    assert api.get("/api/tasks/?page=7").json() == {"detail": "Invalid page.", "code": "not_found"}
+
+
+@pytest.mark.parametrize("path", ["/api/nothing/", "/api/tasks/1.5/", "/api/tasks/-1/cancel/x"])
+def test_unknown_api_path_is_json_404_for_any_method(api, path):
+    for method in ("get", "post", "patch"):
+        response = getattr(api, method)(path)
+        assert (response.status_code, response["Content-Type"]) == (404, "application/json")
+        assert response.json()["code"] == "not_found"
+
+
+def test_create_accepts_json_only(api):
+    response = api.post(
+        "/api/tasks/", "template=welcome&description=x", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+    assert Task.objects.count() == 0
