@@ -19,7 +19,7 @@ class NotificationAdmin(admin.ModelAdmin):
     list_filter = ["name"]
     list_select_related = ["owner"]
     search_fields = ["owner__username", "name"]
-    fields = readonly_fields = ["owner", "name", "timestamp", "created_at", "payload_json"]
+    fields = readonly_fields = ("owner", "name", "timestamp", "created_at", "payload_json")
 
     @admin.display(description=_("payload"))
     def payload_json(self, obj: Notification) -> str:

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notifications.selectors import poll_items
+from reservemail.api import signed_in
 from tasks.serializers import QuerySerializer
 
 
@@ -27,7 +28,7 @@ class NotificationPollQuerySerializer(QuerySerializer):
 
 class NotificationItemSerializer(serializers.Serializer):
     name = serializers.CharField(help_text="task_progress, task_reserve, ...")
-    data = serializers.JSONField(help_text="The payload; list kinds hold one entry per task.")
+    data = serializers.JSONField(help_text="The payload; list kinds hold one entry per task.")  # type: ignore[assignment]
     timestamp = serializers.FloatField()
 
 
@@ -78,5 +79,5 @@ class NotificationPollView(APIView):
         query = NotificationPollQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         now = timezone.now()
-        items = poll_items(request.user, query.validated_data["since"], now, translation.get_language())
+        items = poll_items(signed_in(request), query.validated_data["since"], now, translation.get_language())
         return Response(items, headers={"X-Server-Time": f"{now.timestamp():.3f}"})

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, JsonResponse
@@ -13,6 +14,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -58,6 +61,13 @@ class TokenLoginView(ObtainAuthToken):
     )
     def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         return super().post(request, *args, **kwargs)
+
+
+def signed_in(request: Request) -> AbstractBaseUser:
+    """The request's user; IsAuthenticated has refused anonymous requests before any handler runs."""
+    if not request.user.is_authenticated:  # pragma: no cover - a misconfigured view, not a client error
+        raise NotAuthenticated
+    return cast(AbstractBaseUser, request.user)
 
 
 @csrf_exempt  # it changes nothing; without this an unknown POST would get the HTML CSRF page

@@ -41,9 +41,10 @@ NOT_PENDING = {
 
 class DeliveryInline(admin.TabularInline):
     model = Delivery
+    verbose_name_plural = gettext_lazy("deliveries (one per recipient)")
     extra = 0
     can_delete = False
-    fields = readonly_fields = ["address", "status", "sent_at", "error", "message_id"]
+    fields = readonly_fields = ("address", "status", "sent_at", "error", "message_id")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -73,7 +74,7 @@ class TaskAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     search_fields = ["description", "recipients", "owner__username", "owner__email"]
     date_hierarchy = "created_at"
-    fields = readonly_fields = [
+    fields = readonly_fields = (
         "owner",
         "description",
         "template",
@@ -90,7 +91,7 @@ class TaskAdmin(admin.ModelAdmin):
         "heartbeat_at",
         "ended_at",
         "log_lines",
-    ]
+    )
     inlines = [DeliveryInline]
     actions = ["cancel_selected", "stop_selected", "retry_selected", "send_now_selected"]
 
@@ -145,7 +146,7 @@ class TaskAdmin(admin.ModelAdmin):
             request,
             queryset,
             call=lambda pk: services.cancel_reserve(owner=None, task_id=pk),
-            skip=lambda status, failed: None if status in PENDING else str(NOT_PENDING[status]),
+            skip=lambda status, failed: None if status in PENDING else str(NOT_PENDING[S(status)]),
             done_message=lambda done: (
                 ngettext("%(n)d task canceled.", "%(n)d tasks canceled.", len(done)) % {"n": len(done)}
             ),

@@ -23,6 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
+from reservemail.api import signed_in
 from tasks import services
 from tasks.mail import MailSpec
 from tasks.models import Task
@@ -80,7 +81,7 @@ def idempotent(handler: Handler) -> Callable[..., Response]:
             status, body = handler(self, request, *args, **kwargs)
             return Response(body, status=status)
         outcome = services.run_idempotent(
-            user=request.user,
+            user=signed_in(request),
             key=key,
             fingerprint=request_fingerprint(request),
             handler=lambda: handler(self, request, *args, **kwargs),
@@ -224,7 +225,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         data = _valid(TaskCreateInputSerializer, request.data)
         mail = MailSpec(template=data["template"], recipients=tuple(data["recipients"]), context=data["context"])
         task = services.submit_send(
-            owner=request.user, mail=mail, description=data["description"], scheduled_at=data.get("scheduled_at")
+            owner=signed_in(request), mail=mail, description=data["description"], scheduled_at=data.get("scheduled_at")
         )
         return 201, TaskOutputSerializer(task).data
 
@@ -255,7 +256,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         task = self.get_object()
         data = _valid(TaskRescheduleInputSerializer, request.data)
-        task = services.reschedule_task(owner=request.user, task_id=task.pk, scheduled_at=data["scheduled_at"])
+        task = services.reschedule_task(owner=signed_in(request), task_id=task.pk, scheduled_at=data["scheduled_at"])
         return Response(TaskOutputSerializer(task).data)
 
     @extend_schema(
@@ -286,5 +287,5 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         task = self.get_object()
         if task.is_ended:
             raise_state(task, "cancel")
-        task = services.cancel_task(owner=request.user, task_id=task.pk)
+        task = services.cancel_task(owner=signed_in(request), task_id=task.pk)
         return 200, TaskOutputSerializer(task).data

@@ -28,7 +28,7 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
 
 class TaskOutputSerializer(serializers.ModelSerializer):
     recipients = serializers.ListField(child=serializers.CharField(), read_only=True)
-    context = serializers.DictField(read_only=True)
+    context = serializers.DictField(read_only=True)  # type: ignore[assignment]  # a field, not .context
 
     class Meta:
         model = Task
@@ -65,7 +65,7 @@ class QuerySerializer(serializers.Serializer):
     """Query parameters, strictly: ``?name=`` with nothing after it is an error, not "absent"."""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        blank = [name for name in self.fields if self.initial_data.get(name) == ""]
+        blank = [str(name) for name in self.fields if self.initial_data.get(name) == ""]
         if blank:
             raise serializers.ValidationError({name: [_("This field may not be blank.")] for name in blank})
         return attrs
@@ -83,7 +83,9 @@ class TaskCreateInputSerializer(serializers.Serializer):
         max_length=settings.TASK_MAX_RECIPIENTS,
         help_text=_("E-mail addresses; duplicates are dropped."),
     )
-    context = serializers.DictField(required=False, default=dict, help_text=_("Values the template uses."))
+    context = serializers.DictField(  # type: ignore[assignment]  # a field, not .context
+        required=False, default=dict, help_text=_("Values the template uses.")
+    )
     description = serializers.CharField(max_length=200, help_text=_("Shown in the history and the notifications."))
     scheduled_at = serializers.DateTimeField(
         required=False,
@@ -96,7 +98,7 @@ class TaskCreateInputSerializer(serializers.Serializer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["template"].choices = [(name, name) for name in available_templates()]
+        self.fields["template"].choices = [(name, name) for name in available_templates()]  # type: ignore[attr-defined]
 
 
 class TaskRescheduleInputSerializer(serializers.Serializer):

@@ -646,3 +646,25 @@ def test_create_accepts_json_only(api):
     assert response.status_code == 415
     assert response.json()["code"] == "unsupported_media_type"
     assert Task.objects.count() == 0
+
+
+@pytest.mark.e2e
+def test_api_send_is_delivered_by_a_real_worker(transactional_db, user, worker, smtp):
+    from tests.harness import wait_until
+
+    api = client_for(user)
+    created = api.post("/api/tasks/", {**SEND, "recipients": ["x@example.com", "y@example.com"]}, format="json")
+    assert created.status_code == 201
+    task_id = created.json()["id"]
+    done = wait_until(
+        lambda: (body := api.get(f"/api/tasks/{task_id}/").json())["status"] == "finished" and body,
+        timeout=30,
+        what="the task to finish",
+    )
+    assert (done["failed"], done["progress"]) == (False, 100)
+    assert sorted((d["address"], d["status"]) for d in done["deliveries"]) == [
+        ("x@example.com", "sent"),
+        ("y@example.com", "sent"),
+    ]
+    wait_until(lambda: len(smtp.received) == 2, timeout=5, what="two messages at the SMTP sink")
+    assert {r.message["Subject"] for r in smtp.received} == {"Welcome to reservemail, Ann"}
