@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_rq",
     "tasks",
     "notifications",
@@ -188,6 +189,27 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
 }
 SPECTACULAR_SETTINGS = {"TITLE": "reservemail API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+
+# --- API limits and docs (issue 4) ----------------------------------------------------------
+# Per-user rate of POST /api/tasks/ (DRF rate syntax: N/sec|min|hour|day). DRF throttles keep
+# their counters in the default cache: Django's per-process LocMemCache unless CACHES says else.
+API_CREATE_RATE = os.environ.get("API_CREATE_RATE", "60/min")
+# Sends (tasks) a user may create in any rolling 24 hours through the API; 0 turns it off.
+API_DAILY_SEND_QUOTA = env_int("API_DAILY_SEND_QUOTA", 500)
+IDEMPOTENCY_KEY_TTL = env_int("IDEMPOTENCY_KEY_TTL", 24 * 3600)  # seconds
+SPECTACULAR_SETTINGS.update(
+    {
+        "DESCRIPTION": "Send templated e-mail now or reserve it for later; cancel or move it in time.",
+        "SWAGGER_UI_DIST": "SIDECAR",  # served from our static files: the docs work offline
+        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+        "REDOC_DIST": "SIDECAR",
+        "COMPONENT_SPLIT_REQUEST": True,
+        "ENUM_NAME_OVERRIDES": {
+            "TaskStatusEnum": "tasks.models.Task.Status",
+            "DeliveryStatusEnum": "tasks.models.Delivery.Status",
+        },
+    }
+)
 
 # --- Logging ------------------------------------------------------------------------------
 LOGGING = {

@@ -1,8 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from reservemail import rq_dashboard
+from reservemail.api import api_urlpatterns
+
 urlpatterns = [
-    path("admin/django-rq/", include("django_rq.urls")),
+    path("api/", include(api_urlpatterns())),
+    path("admin/django-rq/", include((rq_dashboard.urlpatterns(), "django_rq"))),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

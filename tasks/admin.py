@@ -1,19 +1,238 @@
-from django.contrib import admin
+"""Task admin: read-only state, actions that go through the services, and a "send or reserve" view.
 
-from tasks.models import Delivery, Task
+Nothing here writes a status: every action loops over the selected ids and calls one service per
+row, then reports per task what happened. The add view is our own (not Django's changeform,
+which runs in transaction.atomic) so the services' after-commit queue calls run as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+from django_rq.models import Dashboard
+
+from reservemail.exceptions import ReservemailError
+from reservemail.rq_dashboard import DashboardAdmin
+from tasks import services
+from tasks.forms import MailForm
+from tasks.mail import MailSpec
+from tasks.models import PENDING, Delivery, Task
+
+S = Task.Status
+# Why a task in this status is skipped by an action, per action.
+NOT_PENDING = {
+    S.RUNNING: gettext_lazy("already running"),
+    S.FINISHED: gettext_lazy("already finished"),
+    S.CANCELED: gettext_lazy("already canceled"),
+}
 
 
 class DeliveryInline(admin.TabularInline):
     model = Delivery
+    verbose_name_plural = gettext_lazy("deliveries (one per recipient)")
     extra = 0
     can_delete = False
-    readonly_fields = ["address", "status", "message_id", "error", "sent_at"]
+    fields = readonly_fields = ("address", "status", "sent_at", "error", "message_id")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AdminMailForm(MailForm):
+    """The mail form plus the user the send belongs to."""
+
+    owner = forms.ModelChoiceField(queryset=get_user_model().objects.order_by("username"), label=_("Owner"))
+    field_order = ["owner", "template", "recipients", "description", "context", "reserve", "scheduled_at"]
 
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
-    list_display = ["id", "description", "owner", "template", "status", "reserved_at", "progress", "failed"]
-    list_filter = ["status", "queue", "failed"]
-    search_fields = ["description", "owner__username"]
-    readonly_fields = ["status", "progress", "failed", "attempts", "log", "reserved_at", "started_at", "ended_at"]
+    list_display = ["id", "description", "status", "owner", "template", "reserved_at", "progress", "failed"]
+    list_display_links = ["id", "description"]
+    list_filter = [
+        "status",
+        "queue",
+        "failed",
+        ("created_at", admin.DateFieldListFilter),
+        ("reserved_at", admin.DateFieldListFilter),
+    ]
+    list_select_related = ["owner"]
+    search_fields = ["description", "recipients", "owner__username", "owner__email"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = (
+        "owner",
+        "description",
+        "template",
+        "recipients",
+        "context",
+        "queue",
+        "status",
+        "failed",
+        "progress",
+        "attempts",
+        "reserved_at",
+        "created_at",
+        "started_at",
+        "heartbeat_at",
+        "ended_at",
+        "log_lines",
+    )
     inlines = [DeliveryInline]
+    actions = ["cancel_selected", "stop_selected", "retry_selected", "send_now_selected"]
+
+    @admin.display(description=gettext_lazy("log"))
+    def log_lines(self, obj: Task) -> str:
+        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', obj.log or "-")
+
+    # The detail page is read-only: a saved form would overwrite the row behind the worker's back.
+    def has_change_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        return False
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.cancel_task")
+
+    # --- actions --------------------------------------------------------------------------
+
+    def _run(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Task],
+        *,
+        call: Callable[[int], Task],
+        skip: Callable[[str, bool], str | None],
+        done_message: Callable[[list[Task]], str],
+    ) -> None:
+        """Call ``call`` for each selected id that ``skip`` does not rule out; report per task."""
+        done: list[Task] = []
+        skipped: list[str] = []
+        for task_id, status, failed in queryset.order_by("pk").values_list("pk", "status", "failed"):
+            reason = skip(status, failed)
+            if reason is None:
+                try:
+                    result = call(task_id)
+                except ReservemailError as exc:
+                    reason = exc.message
+                else:
+                    done.append(result)
+                    self.log_change(request, result, done_message([result]))
+                    continue
+            skipped.append(f"#{task_id} {reason}")
+        self.message_user(request, done_message(done), messages.SUCCESS if done else messages.INFO)
+        if skipped:
+            text = ngettext("%(n)d task skipped: %(list)s.", "%(n)d tasks skipped: %(list)s.", len(skipped))
+            self.message_user(request, text % {"n": len(skipped), "list": "; ".join(skipped)}, messages.WARNING)
+
+    @admin.action(description=gettext_lazy("Cancel selected reservations"), permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        self._run(
+            request,
+            queryset,
+            call=lambda pk: services.cancel_reserve(owner=None, task_id=pk),
+            skip=lambda status, failed: None if status in PENDING else str(NOT_PENDING[S(status)]),
+            done_message=lambda done: (
+                ngettext("%(n)d task canceled.", "%(n)d tasks canceled.", len(done)) % {"n": len(done)}
+            ),
+        )
+
+    @admin.action(description=gettext_lazy("Stop selected running tasks"), permissions=["cancel"])
+    def stop_selected(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        self._run(
+            request,
+            queryset,
+            call=lambda pk: services.cancel_task(owner=None, task_id=pk),
+            skip=lambda status, failed: None if status == S.RUNNING else _("is not running (%s)") % S(status).label,
+            done_message=lambda done: (
+                ngettext("%(n)d task stopped.", "%(n)d tasks stopped.", len(done)) % {"n": len(done)}
+            ),
+        )
+
+    @admin.action(description=gettext_lazy("Retry selected failed tasks (as new tasks)"), permissions=["add"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        self._run(
+            request,
+            queryset,
+            call=lambda pk: services.retry_task(owner=None, task_id=pk),
+            skip=lambda status, failed: None if failed else _("did not fail"),
+            done_message=lambda done: (
+                ngettext(
+                    "%(n)d failed task sent again as a new task: %(ids)s.",
+                    "%(n)d failed tasks sent again as new tasks: %(ids)s.",
+                    len(done),
+                )
+                % {"n": len(done), "ids": ", ".join(f"#{t.pk}" for t in done) or "-"}
+            ),
+        )
+
+    @admin.action(description=gettext_lazy("Send selected reservations now"), permissions=["change"])
+    def send_now_selected(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        self._run(
+            request,
+            queryset,
+            call=lambda pk: services.send_now(owner=None, task_id=pk),
+            skip=lambda status, failed: None if status == S.RESERVED else _("is not reserved (%s)") % S(status).label,
+            done_message=lambda done: (
+                ngettext("%(n)d reservation sent now.", "%(n)d reservations sent now.", len(done)) % {"n": len(done)}
+            ),
+        )
+
+    # --- "send or reserve a mail" ---------------------------------------------------------
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        """Create a send through reserve_task / enqueue_task; service errors become form errors."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = AdminMailForm(request.POST or None, initial={"owner": request.user.pk})
+        if request.method == "POST" and form.is_valid():
+            task = self._create(request, form)
+            if task is not None:
+                return HttpResponseRedirect(reverse("admin:tasks_task_change", args=[task.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Send or reserve a mail"),
+            "form": form,
+            "media": self.media + form.media,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/tasks/task/reserve.html", context)
+
+    def _create(self, request: HttpRequest, form: AdminMailForm) -> Task | None:
+        data = form.cleaned_data
+        mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
+        try:
+            if data["reserve"]:
+                task = services.reserve_task(
+                    owner=data["owner"], scheduled_at=data["scheduled_at"], mail=mail, description=data["description"]
+                )
+            else:
+                task = services.enqueue_task(owner=data["owner"], mail=mail, description=data["description"])
+        except ReservemailError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            return None
+        self.log_addition(request, task, _("created through the admin (%s)") % task.get_status_display())
+        status = task.get_status_display()
+        self.message_user(request, _("Mail #%(id)s is %(status)s.") % {"id": task.pk, "status": status})
+        return task
+
+
+if admin.site.is_registered(Dashboard):  # RQ_SHOW_ADMIN_LINK: swap in the permission-checking one
+    admin.site.unregister(Dashboard)
+    admin.site.register(Dashboard, DashboardAdmin)

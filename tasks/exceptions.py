@@ -34,3 +34,31 @@ class TaskNotFoundError(ReservemailError):
         from django.utils.translation import gettext
 
         super().__init__(gettext("Task #%(id)s was not found.") % {"id": task_id})
+
+
+class QuotaExceededError(ReservemailError):
+    """The user has created as many sends as API_DAILY_SEND_QUOTA allows in 24 hours (HTTP 429).
+
+    ``retry_after`` is the number of seconds until the oldest send in the window ages out.
+    """
+
+    code = "daily_quota_exceeded"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class IdempotencyKeyError(ReservemailError):
+    """An Idempotency-Key was first used for a different request (HTTP 422)."""
+
+    code = "idempotency_key_reused"
+    status = 422
+
+
+class InvalidIdempotencyKeyError(ReservemailError):
+    """The Idempotency-Key header is empty, too long or not visible ASCII (HTTP 400)."""
+
+    code = "invalid_idempotency_key"
+    status = 400

@@ -111,3 +111,26 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} ({self.status})"
+
+
+class IdempotencyKey(models.Model):
+    """The first successful response to an API POST sent with an ``Idempotency-Key`` header.
+
+    The row is written in the same transaction as the change it answers for, so a key is either
+    unused or tied to a committed result; (user, key) is unique, so a concurrent second request
+    with the same key waits for the first and then replays it. Rows expire after
+    IDEMPOTENCY_KEY_TTL seconds.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(_("key"), max_length=255)
+    fingerprint = models.CharField(_("request fingerprint"), max_length=64)
+    response_status = models.PositiveSmallIntegerField(_("response status"))
+    response_body = models.JSONField(_("response body"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_one_per_user_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} of {self.user_id}"

@@ -119,3 +119,13 @@ def fast_lead(settings):  # noqa: ANN001, ANN201
     """Allow reservations a couple of seconds ahead, so end-to-end tests run in real time."""
     settings.RESERVATION_MIN_LEAD = 1
     return settings
+
+
+@pytest.fixture(autouse=True)
+def clear_cache() -> Iterator[None]:
+    """DRF throttles count in the default cache (LocMemCache): start every test from zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

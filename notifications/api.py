@@ -1,0 +1,83 @@
+"""GET /api/notifications/?since= : the page's poll endpoint, for API clients."""
+
+from __future__ import annotations
+
+from django.utils import timezone, translation
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from notifications.selectors import poll_items
+from reservemail.api import signed_in
+from tasks.serializers import QuerySerializer
+
+
+class NotificationPollQuerySerializer(QuerySerializer):
+    since = serializers.FloatField(
+        required=False,
+        default=0.0,
+        min_value=0.0,
+        help_text="Only rows changed after this server timestamp (seconds since the epoch, as in "
+        "`timestamp` or the X-Server-Time header of the previous answer).",
+    )
+
+
+class NotificationItemSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="task_progress, task_reserve, ...")
+    data = serializers.JSONField(help_text="The payload; list kinds hold one entry per task.")  # type: ignore[assignment]
+    timestamp = serializers.FloatField()
+
+
+class NotificationErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+
+
+class NotificationPollView(APIView):
+    """The signed-in user's notifications changed after ``since``, time remaining computed now."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+
+    @extend_schema(
+        summary="Notifications changed since a timestamp",
+        parameters=[NotificationPollQuerySerializer],
+        responses={
+            200: NotificationItemSerializer(many=True),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="`since` is not a number >= 0."),
+            401: NotificationErrorSerializer,
+        },
+        examples=[
+            OpenApiExample(
+                "Reservation counting down",
+                response_only=True,
+                value=[
+                    {
+                        "name": "task_reserve",
+                        "data": [
+                            {
+                                "task_id": 42,
+                                "status": "reserved",
+                                "description": "June newsletter",
+                                "progress": 0,
+                                "failed": False,
+                                "reserved_at": "2026-06-01T09:00:00+09:00",
+                                "remaining_seconds": 3720,
+                                "remaining_text": "1 hour, 2 minutes",
+                            }
+                        ],
+                        "timestamp": 1779944591.402113,
+                    }
+                ],
+            )
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        query = NotificationPollQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        now = timezone.now()
+        items = poll_items(signed_in(request), query.validated_data["since"], now, translation.get_language())
+        return Response(items, headers={"X-Server-Time": f"{now.timestamp():.3f}"})

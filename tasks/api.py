@@ -1,0 +1,291 @@
+"""The REST door to the task services: parse, call one service, render. No queue, no transactions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import QueryDict
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
+
+from reservemail.api import signed_in
+from tasks import services
+from tasks.mail import MailSpec
+from tasks.models import Task
+from tasks.selectors import list_tasks_of
+from tasks.serializers import (
+    ErrorSerializer,
+    TaskCreateInputSerializer,
+    TaskDetailOutputSerializer,
+    TaskListQuerySerializer,
+    TaskOutputSerializer,
+    TaskRescheduleInputSerializer,
+)
+from tasks.services.change import raise_state
+
+# Token first, so a request without credentials gets 401 with WWW-Authenticate (not 403).
+API_AUTHENTICATION = [TokenAuthentication, SessionAuthentication]
+
+Handler = Callable[..., tuple[int, Any]]
+
+
+class TaskCreateThrottle(UserRateThrottle):
+    """Per-user rate of creates; read from settings.API_CREATE_RATE on every request."""
+
+    scope = "task_create"
+
+    def get_rate(self) -> str | None:
+        return settings.API_CREATE_RATE or None
+
+
+class TaskPagination(PageNumberPagination):
+    """DRF's page numbers, except that ``?page=`` (blank) is an error rather than page 1."""
+
+    def get_page_number(self, request: Request, paginator: Any) -> Any:
+        if request.query_params.get(self.page_query_param) == "":
+            raise ValidationError({self.page_query_param: ["This field may not be blank."]})
+        return super().get_page_number(request, paginator)
+
+
+def request_fingerprint(request: Request) -> str:
+    """A hash of what the request asks for: method, path and its parsed body (key order ignored)."""
+    data = request.data
+    if isinstance(data, QueryDict):
+        data = dict(data.lists())
+    body = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
+
+
+def idempotent(handler: Handler) -> Callable[..., Response]:
+    """Make a POST action honour an ``Idempotency-Key`` header (see services.run_idempotent)."""
+
+    @wraps(handler)
+    def view(self: viewsets.GenericViewSet, request: Request, *args: Any, **kwargs: Any) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            status, body = handler(self, request, *args, **kwargs)
+            return Response(body, status=status)
+        outcome = services.run_idempotent(
+            user=signed_in(request),
+            key=key,
+            fingerprint=request_fingerprint(request),
+            handler=lambda: handler(self, request, *args, **kwargs),
+        )
+        response = Response(outcome.body, status=outcome.status)
+        if outcome.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    return view
+
+
+def _valid(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    name="Idempotency-Key",
+    type=str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    pattern=r"^[\x21-\x7e]{1,255}$",
+    description="Repeat a POST safely: the same key from the same user within 24 h returns the first "
+    "response (header Idempotent-Replayed: true) and changes nothing. The same key with a different "
+    "request is refused with 422.",
+)
+ERROR = OpenApiResponse(ErrorSerializer, description="`detail` says why, `code` is stable.")
+FIELD_ERRORS = OpenApiResponse(
+    OpenApiTypes.OBJECT,
+    description="Invalid input: field errors in DRF's shape (`{field: [messages]}`), plus `detail` and `code` "
+    "when the service refused the value.",
+    examples=[
+        OpenApiExample(
+            "Too soon",
+            value={
+                "detail": "The reservation time must be at least 60 seconds in the future.",
+                "code": "invalid",
+                "scheduled_at": ["The reservation time must be at least 60 seconds in the future."],
+            },
+        )
+    ],
+)
+COMMON = {401: ERROR, 404: ERROR}
+TASK_EXAMPLE = {
+    "id": 42,
+    "description": "June newsletter",
+    "template": "newsletter",
+    "recipients": ["alice@example.com", "bob@example.com"],
+    "context": {"name": "Readers"},
+    "status": "reserved",
+    "failed": False,
+    "progress": 0,
+    "attempts": 0,
+    "queue": "high",
+    "reserved_at": "2026-06-01T09:00:00+09:00",
+    "created_at": "2026-05-20T14:03:11.402113+09:00",
+    "started_at": None,
+    "ended_at": None,
+}
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List your tasks, newest first",
+        parameters=[TaskListQuerySerializer],
+        responses={200: TaskOutputSerializer(many=True), 400: FIELD_ERRORS, 401: ERROR, 404: ERROR},
+    ),
+    retrieve=extend_schema(
+        summary="One of your tasks, with its log and per-recipient outcomes",
+        responses={200: TaskDetailOutputSerializer, **COMMON},
+    ),
+)
+class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The signed-in user's sends. Another user's task answers 404, as if it did not exist."""
+
+    authentication_classes = API_AUTHENTICATION
+    serializer_class = TaskOutputSerializer
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    parser_classes = [JSONParser]
+    pagination_class = TaskPagination
+
+    def get_queryset(self) -> QuerySet[Task]:
+        queryset = list_tasks_of(self.request.user)
+        if self.action == "retrieve":
+            return queryset.prefetch_related("deliveries")
+        return queryset
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        return TaskDetailOutputSerializer if self.action == "retrieve" else TaskOutputSerializer
+
+    def get_throttles(self) -> list[Any]:
+        if self.action == "create":
+            return [TaskCreateThrottle()]
+        return super().get_throttles()
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        query = _valid(TaskListQuerySerializer, request.query_params)
+        queryset = self.get_queryset()
+        if query.get("status"):
+            queryset = queryset.filter(status=query["status"])
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(TaskOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Send now, or reserve for later",
+        description="Without `scheduled_at` the mail is queued at once (status `queued`); with it the mail is "
+        "reserved for that time (status `reserved`). Past API_DAILY_SEND_QUOTA sends in 24 hours the answer is "
+        "429 with code `daily_quota_exceeded` and Retry-After; past API_CREATE_RATE it is 429 `throttled`.",
+        request=TaskCreateInputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: TaskOutputSerializer, 400: FIELD_ERRORS, 401: ERROR, 422: ERROR, 429: ERROR, 503: ERROR},
+        examples=[
+            OpenApiExample(
+                "Send now",
+                request_only=True,
+                value={
+                    "template": "welcome",
+                    "recipients": ["alice@example.com"],
+                    "context": {"name": "Alice"},
+                    "description": "Welcome Alice",
+                },
+            ),
+            OpenApiExample(
+                "Reserve",
+                request_only=True,
+                value={
+                    "template": "newsletter",
+                    "recipients": ["alice@example.com", "bob@example.com"],
+                    "context": {"name": "Readers"},
+                    "description": "June newsletter",
+                    "scheduled_at": "2026-06-01T09:00:00+09:00",
+                },
+            ),
+            OpenApiExample("Reserved", response_only=True, status_codes=["201"], value=TASK_EXAMPLE),
+        ],
+    )
+    @idempotent
+    def create(self, request: Request) -> tuple[int, Any]:
+        data = _valid(TaskCreateInputSerializer, request.data)
+        mail = MailSpec(template=data["template"], recipients=tuple(data["recipients"]), context=data["context"])
+        task = services.submit_send(
+            owner=signed_in(request), mail=mail, description=data["description"], scheduled_at=data.get("scheduled_at")
+        )
+        return 201, TaskOutputSerializer(task).data
+
+    @extend_schema(
+        summary="Reschedule a reservation",
+        description="Only `scheduled_at` can change, and only while the task is `reserved` (else 409).",
+        request=TaskRescheduleInputSerializer,
+        responses={200: TaskOutputSerializer, 400: FIELD_ERRORS, 409: ERROR, **COMMON},
+        examples=[
+            OpenApiExample("Move", request_only=True, value={"scheduled_at": "2026-06-02T09:00:00+09:00"}),
+            OpenApiExample(
+                "Moved",
+                response_only=True,
+                status_codes=["200"],
+                value={**TASK_EXAMPLE, "reserved_at": "2026-06-02T09:00:00+09:00"},
+            ),
+            OpenApiExample(
+                "Already running",
+                response_only=True,
+                status_codes=["409"],
+                value={
+                    "detail": "Task #42 is already being sent and can no longer be changed.",
+                    "code": "task_running",
+                },
+            ),
+        ],
+    )
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        task = self.get_object()
+        data = _valid(TaskRescheduleInputSerializer, request.data)
+        task = services.reschedule_task(owner=signed_in(request), task_id=task.pk, scheduled_at=data["scheduled_at"])
+        return Response(TaskOutputSerializer(task).data)
+
+    @extend_schema(
+        summary="Cancel a reservation or stop a running send",
+        description="A `queued` or `reserved` task is canceled before anything is sent; a `running` one stops "
+        "between recipients. A task that already ended (finished or canceled) answers 409 with the reason.",
+        request=None,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={200: TaskOutputSerializer, 400: ERROR, 409: ERROR, 422: ERROR, **COMMON},
+        examples=[
+            OpenApiExample(
+                "Canceled",
+                response_only=True,
+                status_codes=["200"],
+                value={**TASK_EXAMPLE, "status": "canceled", "ended_at": "2026-05-20T14:05:00.120931+09:00"},
+            ),
+            OpenApiExample(
+                "Already finished",
+                response_only=True,
+                status_codes=["409"],
+                value={"detail": "Task #42 has already finished.", "code": "task_finished"},
+            ),
+        ],
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def cancel(self, request: Request, pk: str | None = None) -> tuple[int, Any]:
+        task = self.get_object()
+        if task.is_ended:
+            raise_state(task, "cancel")
+        task = services.cancel_task(owner=signed_in(request), task_id=task.pk)
+        return 200, TaskOutputSerializer(task).data
