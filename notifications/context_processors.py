@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import get_language
@@ -42,9 +43,10 @@ def tasks_in_progress(request: HttpRequest) -> dict[str, Any]:
     if user is None or not user.is_authenticated:
         return {"tasks_in_progress": []}
     return {
-        "tasks_in_progress": list_unfinished_of(user).only(
-            "pk", "description", "status", "progress", "reserved_at", "failed"
-        )[:PANEL_SIZE],
+        # As the page's script orders them: sends without a time first, then reservations soonest first.
+        "tasks_in_progress": list_unfinished_of(user)
+        .only("pk", "description", "status", "progress", "reserved_at", "failed")
+        .order_by(F("reserved_at").asc(nulls_first=True), "pk")[:PANEL_SIZE],
         "live_panel": {
             "poll_seconds": settings.NOTIFICATION_POLL_SECONDS,
             "server_time": f"{timezone.now().timestamp():.3f}",

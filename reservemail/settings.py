@@ -130,6 +130,9 @@ TIME_ZONE = os.environ.get("TIME_ZONE", "Asia/Seoul")
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise serves the page's own scripts and styles (nothing comes from a CDN), also when
+# collectstatic has not run: it finds the few files under static/ once, at start.
+WHITENOISE_USE_FINDERS = True
 
 # --- Redis and RQ -------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -187,7 +187,27 @@
       // Gone from the lists (closed elsewhere, or pruned after its grace period): gone from here.
       if (!seen[id] && (known[id] || authoritative)) li.remove();
     });
+    reorder();
     empty.hidden = list.children.length > 0;
+  }
+
+  // Sends without a time first (oldest first), then reservations soonest first: as the server draws it.
+  function sortKey(li) {
+    var at = li.dataset.reservedAt;
+    return [at ? 1 : 0, at ? Date.parse(at) : 0, parseInt(li.dataset.taskId, 10)];
+  }
+
+  function compareKeys(a, b) {
+    for (var i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
+    return 0;
+  }
+
+  function reorder() {
+    var items = Array.prototype.slice.call(list.children);
+    var sorted = items.slice().sort(function (a, b) { return compareKeys(sortKey(a), sortKey(b)); });
+    if (sorted.some(function (li, i) { return li !== items[i]; })) {
+      sorted.forEach(function (li) { list.appendChild(li); });
+    }
   }
 
   function tick() {
