@@ -12,6 +12,7 @@ import zoneinfo
 from datetime import timedelta
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
@@ -75,6 +76,9 @@ def chromium(monkeypatch):
             yield browser
         finally:
             browser.close()
+            # Under Playwright's loop this test's ORM calls got connections of their own (Django's
+            # connections are per context); close them, or PostgreSQL cannot drop the test database.
+            connections.close_all()
 
 
 @pytest.fixture
@@ -242,4 +246,35 @@ def test_mail_page_reserve_countdown_progress_cancel_and_errors(
         en.click(".lang-switch button[value=ko]")
     assert en.inner_text("h1") == "메일 보내기"
     assert en.locator("html").get_attribute("lang") == "ko"
+    assert errors == []
+
+
+POLL_COUNTER = """
+window.__polls = 0;
+var realFetch = window.fetch;
+window.fetch = function (url, options) {
+  if (String(url).indexOf('/notifications/?since=') >= 0) window.__polls += 1;
+  return realFetch.call(this, url, options);
+};
+window.__setHidden = function (hidden) {
+  Object.defineProperty(document, 'hidden', {configurable: true, get: function () { return hidden; }});
+  document.dispatchEvent(new Event('visibilitychange'));
+};
+"""
+
+
+def test_polling_pauses_while_the_tab_is_hidden(transactional_db, live_server, live_settings, user, chromium):
+    errors: list[str] = []
+    page = open_page(chromium, live_server.url, locale="en-US", errors=errors)
+    page.context.add_init_script(POLL_COUNTER)
+    page.reload()
+    wait_until(lambda: page.evaluate("window.__polls") >= 2, timeout=15, what="two polls while visible")
+
+    page.evaluate("window.__setHidden(true)")
+    hidden_at = page.evaluate("window.__polls")
+    page.wait_for_timeout(2.25 * live_settings.NOTIFICATION_POLL_SECONDS * 1000)  # over two poll intervals
+    assert page.evaluate("window.__polls") == hidden_at, "no polling while the tab is hidden"
+
+    page.evaluate("window.__setHidden(false)")
+    wait_until(lambda: page.evaluate("window.__polls") > hidden_at, timeout=5, what="a poll on return")
     assert errors == []

@@ -55,6 +55,22 @@ def reserve(user, minutes=30, description="later"):
     )
 
 
+def test_sign_in_and_sign_out(client, user):
+    response = client.post("/accounts/login/", {"username": "alice", "password": "pw-alice-123"})
+    assert (response.status_code, response["Location"]) == (302, "/")
+    assert "Sign out" in client.get("/").content.decode()
+    assert client.get("/accounts/logout/").status_code == 405, "signing out is a POST"
+    response = client.post("/accounts/logout/")
+    assert (response.status_code, response["Location"]) == (302, "/accounts/login/")
+    assert client.get("/").status_code == 302
+
+
+def test_sign_in_with_a_wrong_password_says_so(client, user):
+    response = client.post("/accounts/login/", {"username": "alice", "password": "nope"})
+    assert response.status_code == 200
+    assert "Please enter a correct username and password." in response.content.decode()
+
+
 def test_mail_form_needs_sign_in(client):
     response = client.get("/")
     assert response.status_code == 302
@@ -158,15 +174,19 @@ def test_language_switch_is_a_post_that_sticks(signed_in):
     assert "기록" in signed_in.get("/tasks/").content.decode()
 
 
-def test_cancel_is_post_only_with_csrf(user, django_capture_on_commit_callbacks):
+def test_cancel_and_reschedule_are_post_only_with_csrf(user, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         task = reserve(user)
+    before = task.reserved_at
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     assert client.get(f"/tasks/{task.pk}/cancel/").status_code == 405
     assert client.post(f"/tasks/{task.pk}/cancel/").status_code == 403
+    later = local_input(timezone.now() + timedelta(days=1))
+    assert client.get(f"/tasks/{task.pk}/reschedule/").status_code == 405
+    assert client.post(f"/tasks/{task.pk}/reschedule/", {"scheduled_at": later}).status_code == 403
     task.refresh_from_db()
-    assert task.status == "reserved"
+    assert (task.status, task.reserved_at) == ("reserved", before)
 
 
 def test_cancel_from_the_page_cancels_and_goes_back(signed_in, user, redis_conn, django_capture_on_commit_callbacks):
