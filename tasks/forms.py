@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.utils import timezone
@@ -57,7 +57,7 @@ class MailForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         names = template_context_names()
-        self.fields["template"].choices = [(name, name) for name in names]
+        cast(forms.ChoiceField, self.fields["template"]).choices = [(name, name) for name in names]
         users: dict[str, list[str]] = {}
         for template, variables in names.items():
             for variable in variables:
@@ -95,7 +95,7 @@ class MailForm(forms.Form):
         return value
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         variables = template_variables(cleaned["template"]) if cleaned.get("template") else ()
         typed = {v: cleaned.get(CONTEXT_PREFIX + v, "").strip() for v in variables}
         cleaned["context"] = {**(cleaned.get("context") or {}), **{k: v for k, v in typed.items() if v}}

@@ -103,7 +103,7 @@ def reschedule(request: HttpRequest, task_id: int) -> HttpResponse:
     form = RescheduleForm(request.POST)
     if not form.is_valid():
         for error in form.errors.get("scheduled_at", []):
-            messages.error(request, error)
+            messages.error(request, str(error))
         return _back(request)
     try:
         due = form.cleaned_data["scheduled_at"]
