@@ -66,7 +66,7 @@ class NotificationPollView(APIView):
                                 "failed": False,
                                 "reserved_at": "2026-06-01T09:00:00+09:00",
                                 "remaining_seconds": 3720,
-                                "remaining_text": "1 hour, 2 minutes",
+                                "remaining_text": "1h 2m left",
                             }
                         ],
                         "timestamp": 1779944591.402113,
@@ -79,5 +79,11 @@ class NotificationPollView(APIView):
         query = NotificationPollQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         now = timezone.now()
-        items = poll_items(signed_in(request), query.validated_data["since"], now, translation.get_language())
+        items = poll_items(
+            owner_id=signed_in(request).pk,
+            since=query.validated_data["since"],
+            now=now,
+            language=translation.get_language() or "en",
+            tz=timezone.get_current_timezone(),
+        )
         return Response(items, headers={"X-Server-Time": f"{now.timestamp():.3f}"})

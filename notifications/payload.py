@@ -45,6 +45,19 @@ def merge_entries(current: list[Entry], incoming: list[Entry]) -> list[Entry]:
     return merged  # type: ignore[return-value]
 
 
+def stamp_ended(entries: list[Entry], *, now_ts: float) -> list[Entry]:
+    """Give entries of ended tasks the time they ended (``ended_ts``), unless they carry one."""
+    return [
+        {**entry, "ended_ts": now_ts} if entry.get("status") in ENDED_STATUSES and not entry.get("ended_ts") else entry
+        for entry in entries
+    ]  # type: ignore[misc]
+
+
+def drop_ended(entries: list[Entry], task_ids: set[int]) -> list[Entry]:
+    """Remove the entries of ``task_ids`` whose task has ended (the reader has seen the end)."""
+    return [e for e in entries if not (e["task_id"] in task_ids and e.get("status") in ENDED_STATUSES)]
+
+
 def prune_entries(entries: list[Entry], *, now_ts: float, grace_seconds: float) -> list[Entry]:
     """Drop entries of tasks that ended more than ``grace_seconds`` ago; keep at most MAX_ENTRIES.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -9,12 +10,29 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from notifications.models import Notification
-from notifications.payload import Entry, is_list_kind, merge_entries, prune_entries, validate_payload
+from notifications.payload import (
+    LIST_KINDS,
+    Entry,
+    drop_ended,
+    is_list_kind,
+    merge_entries,
+    prune_entries,
+    stamp_ended,
+    validate_payload,
+)
 
-GRACE_SECONDS = float(getattr(settings, "NOTIFICATION_GRACE_SECONDS", 60))
+
+def grace_seconds() -> float:
+    """How long an ended task's entry stays in its list so a polling page can see the end."""
+    return float(getattr(settings, "NOTIFICATION_GRACE_SECONDS", 60))
 
 
 def _locked_row(owner_id: int, name: str) -> Notification:
+    """Return the (owner, name) row locked for this transaction, creating it if needed.
+
+    PostgreSQL: SELECT ... FOR UPDATE; a concurrent first insert loses on the unique constraint
+    and then locks the winner's row. SQLite: the IMMEDIATE transaction already holds the write lock.
+    """
     row = Notification.objects.select_for_update().filter(owner_id=owner_id, name=name).first()
     if row is not None:
         return row
@@ -24,6 +42,14 @@ def _locked_row(owner_id: int, name: str) -> Notification:
     except IntegrityError:
         # Another writer created it first; lock theirs.
         return Notification.objects.select_for_update().get(owner_id=owner_id, name=name)
+
+
+def _save(row: Notification, payload: dict[str, Any], now_ts: float) -> None:
+    validate_payload(row.name, payload)
+    row.payload = payload
+    # Strictly increasing, so a reader polling with since=<last timestamp> never misses a change.
+    row.timestamp = max(now_ts, row.timestamp + 1e-6)
+    row.save(update_fields=["payload", "timestamp"])
 
 
 @transaction.atomic
@@ -37,16 +63,31 @@ def merge_notification(*, owner_id: int, name: str, data: Any) -> Notification:
     row = _locked_row(owner_id, name)
     if is_list_kind(name):
         incoming: list[Entry] = [data] if isinstance(data, dict) else list(data)
-        stamped = [
-            {**e, "ended_ts": now_ts} if e.get("status") in ("finished", "canceled") and not e.get("ended_ts") else e
-            for e in incoming
-        ]
-        merged = merge_entries(list(row.payload.get("data") or []), stamped)  # type: ignore[arg-type]
-        payload: dict[str, Any] = {"data": prune_entries(merged, now_ts=now_ts, grace_seconds=GRACE_SECONDS)}
+        validate_payload(name, {"data": incoming})
+        merged = merge_entries(list(row.payload.get("data") or []), stamp_ended(incoming, now_ts=now_ts))
+        payload: dict[str, Any] = {"data": prune_entries(merged, now_ts=now_ts, grace_seconds=grace_seconds())}
     else:
         payload = {"data": data}
-    validate_payload(name, payload)
-    row.payload = payload
-    row.timestamp = max(now_ts, row.timestamp + 1e-6)
-    row.save(update_fields=["payload", "timestamp"])
+    _save(row, payload, now_ts)
     return row
+
+
+@transaction.atomic
+def dismiss_entries(*, owner_id: int, task_ids: Iterable[int]) -> int:
+    """Drop the entries of ended tasks ``task_ids`` from the owner's lists; return how many left.
+
+    Called when the reader has seen a task's final state and closed it, so a list only carries
+    what is still of interest. Entries of tasks still pending or running are kept. Rows that do
+    not change keep their timestamp.
+    """
+    wanted = {int(task_id) for task_id in task_ids}
+    now_ts = timezone.now().timestamp()
+    removed = 0
+    rows = Notification.objects.select_for_update().filter(owner_id=owner_id, name__in=sorted(LIST_KINDS))
+    for row in rows.order_by("name"):
+        current: list[Entry] = list(row.payload.get("data") or [])
+        kept = drop_ended(current, wanted)
+        if len(kept) != len(current):
+            removed += len(current) - len(kept)
+            _save(row, {"data": kept}, now_ts)
+    return removed

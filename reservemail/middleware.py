@@ -1,4 +1,8 @@
-"""Activate the signed-in user's own time zone (kept in the session), else TIME_ZONE."""
+"""Activate the signed-in user's own time zone, else TIME_ZONE.
+
+The zone is stored per user (preferences.UserPreference) and cached in the session, so a page
+costs no extra query once the session knows it; the settings page refreshes the cache.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,25 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from preferences.selectors import get_time_zone_of
+
 SESSION_KEY = "reservemail_timezone"
+
+
+def remember_time_zone(request: HttpRequest, name: str) -> None:
+    """Cache the user's zone name ("" = site default) in the session and activate it now."""
+    request.session[SESSION_KEY] = name
+    _activate(name)
+
+
+def _activate(name: str | None) -> None:
+    try:
+        if name:
+            timezone.activate(zoneinfo.ZoneInfo(name))
+        else:
+            timezone.deactivate()
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        timezone.deactivate()
 
 
 class UserTimezoneMiddleware:
@@ -16,12 +38,14 @@ class UserTimezoneMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        name = request.session.get(SESSION_KEY) if hasattr(request, "session") else None
+        session = getattr(request, "session", None)
+        name = session.get(SESSION_KEY) if session is not None else None
+        user = getattr(request, "user", None)
+        if name is None and session is not None and user is not None and user.is_authenticated:
+            name = get_time_zone_of(user.pk)
+            session[SESSION_KEY] = name
+        _activate(name)
         try:
-            if name:
-                timezone.activate(zoneinfo.ZoneInfo(name))
-            else:
-                timezone.deactivate()
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return self.get_response(request)
+        finally:
             timezone.deactivate()
-        return self.get_response(request)

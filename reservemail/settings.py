@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "django_rq",
     "tasks",
     "notifications",
+    "preferences",
 ]
 
 MIDDLEWARE = [
@@ -130,6 +131,9 @@ TIME_ZONE = os.environ.get("TIME_ZONE", "Asia/Seoul")
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise serves the page's own scripts and styles (nothing comes from a CDN), also when
+# collectstatic has not run: it finds the few files under static/ once, at start.
+WHITENOISE_USE_FINDERS = True
 
 # --- Redis and RQ -------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -151,6 +155,10 @@ RESERVATION_MAX_HORIZON = env_int("RESERVATION_MAX_HORIZON", 365 * 24 * 3600)  #
 TASK_RETRY_INTERVALS = [int(x) for x in env_list("TASK_RETRY_INTERVALS", "10,60,300")]
 TASK_PROGRESS_INTERVAL = float(os.environ.get("TASK_PROGRESS_INTERVAL", "0.5"))  # seconds
 TASK_MAX_RECIPIENTS = env_int("TASK_MAX_RECIPIENTS", 10000)
+
+# --- Notifications and the live page ---------------------------------------------------------
+NOTIFICATION_GRACE_SECONDS = env_int("NOTIFICATION_GRACE_SECONDS", 60)  # ended entries stay this long
+NOTIFICATION_POLL_SECONDS = float(os.environ.get("NOTIFICATION_POLL_SECONDS", "3"))  # the page's poll interval
 
 # --- Mail -------------------------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "reservemail <noreply@localhost>")

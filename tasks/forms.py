@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from tasks.mail import available_templates
+from tasks.mail import available_templates, template_variables
+
+CONTEXT_PREFIX = "ctx_"
+# Labels of the context names our templates use; any other name is shown as written.
+CONTEXT_LABELS = {
+    "name": _("Name"),
+    "site_name": _("Site name"),
+    "message": _("Message"),
+    "title": _("Title"),
+    "when": _("When"),
+    "body": _("Body"),
+}
+
+
+def template_context_names() -> dict[str, tuple[str, ...]]:
+    """Map each allow-listed template to the context names it reads (for the form and its script)."""
+    return {name: template_variables(name) for name in available_templates()}
 
 
 class MailForm(forms.Form):
@@ -19,11 +35,16 @@ class MailForm(forms.Form):
         help_text=_("One or more addresses, separated by commas or new lines."),
     )
     template = forms.ChoiceField(label=_("Template"), choices=())
-    description = forms.CharField(label=_("Description"), max_length=200)
+    description = forms.CharField(
+        label=_("Description"),
+        max_length=200,
+        help_text=_("For you: it names this send in the task list and the history."),
+    )
     context = forms.CharField(
-        label=_("Context (JSON)"),
+        label=_("More context (JSON)"),
         required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"name": "Alice"}'}),
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": '{"name": "Alice"}'}),
+        help_text=_("Optional. Values typed in the fields above take precedence."),
     )
     reserve = forms.BooleanField(label=_("Reserve for later"), required=False)
     scheduled_at = forms.DateTimeField(
@@ -35,9 +56,31 @@ class MailForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["template"].choices = [(name, name) for name in available_templates()]
-        now = timezone.localtime()
-        self.fields["scheduled_at"].widget.attrs["min"] = now.strftime("%Y-%m-%dT%H:%M")
+        names = template_context_names()
+        cast(forms.ChoiceField, self.fields["template"]).choices = [(name, name) for name in names]
+        users: dict[str, list[str]] = {}
+        for template, variables in names.items():
+            for variable in variables:
+                users.setdefault(variable, []).append(template)
+        for variable, templates in users.items():
+            self.fields[CONTEXT_PREFIX + variable] = forms.CharField(
+                label=CONTEXT_LABELS.get(variable, variable),
+                required=False,
+                max_length=2000,
+                widget=forms.TextInput(attrs={"data-templates": " ".join(templates)}),
+            )
+        # The picker offers minutes from now on, in the user's own zone (the middleware's).
+        local = timezone.localtime()
+        self.fields["scheduled_at"].help_text = _("In your time zone, %(zone)s (UTC%(offset)s).") % {
+            "zone": timezone.get_current_timezone_name(),
+            "offset": local.strftime("%z")[:3] + ":" + local.strftime("%z")[3:],
+        }
+        self.fields["scheduled_at"].widget.attrs.update(
+            min=local.strftime("%Y-%m-%dT%H:%M"), **{"data-time-zone": timezone.get_current_timezone_name()}
+        )
+
+    def context_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if name.startswith(CONTEXT_PREFIX)]
 
     def clean_context(self) -> dict[str, Any]:
         raw = (self.cleaned_data.get("context") or "").strip()
@@ -52,7 +95,33 @@ class MailForm(forms.Form):
         return value
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        if cleaned.get("reserve") and not cleaned.get("scheduled_at") and "scheduled_at" not in self.errors:
-            self.add_error("scheduled_at", _("Choose when to send the mail."))
+        cleaned = super().clean() or {}
+        variables = template_variables(cleaned["template"]) if cleaned.get("template") else ()
+        typed = {v: cleaned.get(CONTEXT_PREFIX + v, "").strip() for v in variables}
+        cleaned["context"] = {**(cleaned.get("context") or {}), **{k: v for k, v in typed.items() if v}}
+        if cleaned.get("reserve") and "scheduled_at" not in self.errors:
+            due = cleaned.get("scheduled_at")
+            if not due:
+                self.add_error("scheduled_at", _("Choose when to send the mail."))
+            elif due <= timezone.now():
+                self.add_error("scheduled_at", _("This time has already passed. Choose a time in the future."))
         return cleaned
+
+
+class RescheduleForm(forms.Form):
+    scheduled_at = forms.DateTimeField(
+        label=_("New time"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 60}, format="%Y-%m-%dT%H:%M"),
+        error_messages={"required": _("Choose when to send the mail.")},
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["scheduled_at"].widget.attrs["min"] = timezone.localtime().strftime("%Y-%m-%dT%H:%M")
+
+    def clean_scheduled_at(self) -> Any:
+        due = self.cleaned_data["scheduled_at"]
+        if due <= timezone.now():
+            raise forms.ValidationError(_("This time has already passed. Choose a time in the future."))
+        return due

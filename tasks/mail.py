@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 from dataclasses import dataclass
@@ -31,6 +32,26 @@ def available_templates() -> tuple[str, ...]:
     """Return the names of templates that have both a .subject and a .txt part."""
     names = {p.stem for p in EMAIL_TEMPLATE_DIR.glob("*.subject")}
     return tuple(sorted(n for n in names if (EMAIL_TEMPLATE_DIR / f"{n}.txt").exists()))
+
+
+# Names a template reads: {{ name }}, {{ name|filter }}, {% if name %}. "recipient" is set per recipient.
+_VARIABLE = re.compile(r"{{\s*([A-Za-z_]\w*)|{%\s*(?:if|elif)\s+(?:not\s+)?([A-Za-z_]\w*)")
+_BUILTIN_NAMES = frozenset({"recipient", "not", "True", "False", "None"})
+
+
+@lru_cache(maxsize=64)
+def template_variables(template: str) -> tuple[str, ...]:
+    """Return the context names ``template`` uses, in order of first use, for the form's fields."""
+    names: list[str] = []
+    for part in ("subject", "txt", "html"):
+        path = EMAIL_TEMPLATE_DIR / f"{template}.{part}"
+        if not path.exists():
+            continue
+        for match in _VARIABLE.finditer(path.read_text(encoding="utf-8")):
+            name = match.group(1) or match.group(2)
+            if name not in _BUILTIN_NAMES and name not in names:
+                names.append(name)
+    return tuple(names)
 
 
 def _render(path: str, context: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""The mail form and the task history; thin: parse, call one service, render."""
+"""The mail form, the task history and the task page; thin: parse, call one service, render."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import formats, timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -14,9 +15,17 @@ from django.views.decorators.http import require_POST
 from reservemail.exceptions import ReservemailError
 from tasks import services
 from tasks.exceptions import TaskNotFoundError
-from tasks.forms import MailForm
+from tasks.forms import MailForm, RescheduleForm, template_context_names
 from tasks.mail import MailSpec
-from tasks.selectors import list_tasks_of
+from tasks.models import Task
+from tasks.selectors import get_task_of, list_deliveries_of, list_history_of
+
+HISTORY_PAGE_SIZE = 20
+DELIVERIES_PAGE_SIZE = 100
+
+
+def _when(task: Task) -> str:
+    return formats.date_format(timezone.localtime(task.reserved_at), "Y-m-d H:i") if task.reserved_at else ""
 
 
 @login_required
@@ -30,22 +39,48 @@ def mail_form(request: HttpRequest) -> HttpResponse:
                 task = services.reserve_task(
                     owner=request.user, scheduled_at=data["scheduled_at"], mail=mail, description=data["description"]
                 )
-                messages.success(request, _("Mail #%(id)s reserved.") % {"id": task.pk})
+                messages.success(
+                    request,
+                    _("Mail #%(id)s reserved for %(when)s (%(zone)s).")
+                    % {"id": task.pk, "when": _when(task), "zone": timezone.get_current_timezone_name()},
+                )
             else:
                 task = services.enqueue_task(owner=request.user, mail=mail, description=data["description"])
                 messages.success(request, _("Mail #%(id)s is being sent.") % {"id": task.pk})
         except ReservemailError as exc:
             field = exc.field if exc.field in form.fields else None
             form.add_error(field, exc.message)
+            messages.error(request, _("The mail was not sent. Please correct the marked fields."))
         else:
             return redirect("tasks:mail")
-    return render(request, "tasks/mail_form.html", {"form": form})
+    elif request.method == "POST":
+        messages.error(request, _("The mail was not sent. Please correct the marked fields."))
+    context = {"form": form, "template_names": template_context_names()}
+    return render(request, "tasks/mail_form.html", context)
 
 
 @login_required
 def history(request: HttpRequest) -> HttpResponse:
-    page = Paginator(list_tasks_of(request.user).prefetch_related("deliveries"), 20).get_page(request.GET.get("page"))
+    page = Paginator(list_history_of(request.user), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "tasks/history.html", {"page": page})
+
+
+@login_required
+def detail(request: HttpRequest, task_id: int) -> HttpResponse:
+    try:
+        task = get_task_of(request.user, task_id)
+    except TaskNotFoundError as exc:
+        raise Http404(str(exc)) from exc
+    deliveries = Paginator(list_deliveries_of(task), DELIVERIES_PAGE_SIZE).get_page(request.GET.get("page"))
+    form = RescheduleForm(initial={"scheduled_at": timezone.localtime(task.reserved_at)} if task.reserved_at else None)
+    return render(request, "tasks/detail.html", {"task": task, "deliveries": deliveries, "reschedule_form": form})
+
+
+def _back(request: HttpRequest) -> HttpResponse:
+    next_url = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        return redirect(next_url)
+    return redirect("tasks:mail")
 
 
 @require_POST
@@ -59,7 +94,28 @@ def cancel(request: HttpRequest, task_id: int) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, _("Mail #%(id)s canceled.") % {"id": task.pk})
-    next_url = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
-        return redirect(next_url)
-    return redirect("tasks:mail")
+    return _back(request)
+
+
+@require_POST
+@login_required
+def reschedule(request: HttpRequest, task_id: int) -> HttpResponse:
+    form = RescheduleForm(request.POST)
+    if not form.is_valid():
+        for error in form.errors.get("scheduled_at", []):
+            messages.error(request, str(error))
+        return _back(request)
+    try:
+        due = form.cleaned_data["scheduled_at"]
+        task = services.reschedule_task(owner=request.user, task_id=task_id, scheduled_at=due)
+    except TaskNotFoundError as exc:
+        raise Http404(str(exc)) from exc
+    except ReservemailError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            _("Mail #%(id)s moved to %(when)s (%(zone)s).")
+            % {"id": task.pk, "when": _when(task), "zone": timezone.get_current_timezone_name()},
+        )
+    return _back(request)

@@ -15,7 +15,7 @@ from tasks.mail import MailSpec
 from tasks.models import Task
 from tasks.selectors import get_task_of
 from tasks.services.dispatch import dispatch
-from tasks.services.notify import notify_reserve
+from tasks.services.notify import notify_progress, notify_reserve
 from tasks.validation import clean_mail, ensure_description, ensure_reservable
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def enqueue_task(
     description = ensure_description(description)
     with transaction.atomic():
         task = _create(owner=owner, mail=mail, description=description, status=Task.Status.QUEUED, queue=queue)
+        notify_progress(task)  # the page shows it as waiting until the worker takes it
         transaction.on_commit(partial(dispatch, task_id=task.pk, due=None, queue_name=queue))
     logger.info("task created task_id=%s owner=%s queue=%s status=queued", task.pk, owner.pk, queue)
     return task

@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from tasks import scheduler
 from tasks.exceptions import QueueUnavailableError
 from tasks.models import PENDING, Task
+from tasks.services.notify import notify_ended
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +38,14 @@ def dispatch(*, task_id: int, due: datetime | None, queue_name: str) -> None:
             scheduler.schedule(task_id=task_id, due=due, queue_name=queue_name)
     except scheduler.QueueError as exc:
         logger.error("queue unavailable task_id=%s error=%s", task_id, exc)
-        Task.objects.filter(pk=task_id, status__in=PENDING).update(
+        refused = Task.objects.filter(pk=task_id, status__in=PENDING).update(
             status=Task.Status.CANCELED,
             failed=True,
             ended_at=timezone.now(),
             log=append_log(f"queue unavailable, not sent: {type(exc).__name__}: {exc}"),
         )
+        if refused:
+            notify_ended(Task.objects.get(pk=task_id))  # the page must not keep counting down to it
         raise QueueUnavailableError(
             _("The mail queue is not reachable right now; nothing was sent. Please try again shortly.")
         ) from exc

@@ -7,6 +7,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from notifications.remaining import format_remaining
 from tasks import services
 from tasks.mail import MailSpec
 
@@ -46,10 +47,11 @@ def test_poll_returns_reservation_with_time_remaining(api, user, django_capture_
         "description": "June news",
         "progress": 0,
         "failed": False,
-        "reserved_at": task.reserved_at.isoformat(),
+        "reserved_at": timezone.localtime(task.reserved_at).isoformat(),
         "remaining_seconds": pytest.approx(expected_seconds, abs=1),
-        "remaining_text": "30\xa0minutes",
+        "remaining_text": format_remaining(entry["remaining_seconds"], "en"),
     }
+    assert entry["remaining_text"].startswith("30m ") and entry["remaining_text"].endswith("s left")
 
 
 def test_poll_since_returns_only_newer_rows_and_never_other_users(
@@ -66,7 +68,9 @@ def test_poll_since_returns_only_newer_rows_and_never_other_users(
 def test_poll_remaining_text_follows_the_language(api, user, django_capture_on_commit_callbacks):
     reserve(user, django_capture_on_commit_callbacks, timedelta(hours=2, minutes=5, seconds=30))
     [item] = api.get("/api/notifications/", HTTP_ACCEPT_LANGUAGE="ko").json()
-    assert item["data"][0]["remaining_text"] == "2시간, 5분"
+    entry = item["data"][0]
+    assert entry["remaining_text"] == format_remaining(entry["remaining_seconds"], "ko")
+    assert entry["remaining_text"].startswith("2시 5분 ") and entry["remaining_text"].endswith("초 남음")
 
 
 @pytest.mark.parametrize("since", ["abc", "", "-1", "nan"])

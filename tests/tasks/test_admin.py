@@ -297,7 +297,7 @@ def test_add_view_sends_now_without_reserve(admin_client, admin_user, redis_conn
         (
             {"scheduled_at": "2000-01-01T10:00"},
             "scheduled_at",
-            "The reservation time must be at least 60 seconds in the future.",
+            "This time has already passed. Choose a time in the future.",
         ),
         ({"recipients": "a@example.com, nope"}, "recipients", "“nope” is not a valid e-mail address."),
         ({"template": "nope"}, "template", "Select a valid choice. nope is not one of the available choices."),

@@ -1,0 +1,10 @@
+from django.contrib import admin
+
+from preferences.models import UserPreference
+
+
+@admin.register(UserPreference)
+class UserPreferenceAdmin(admin.ModelAdmin):
+    list_display = ["user", "time_zone", "updated_at"]
+    search_fields = ["user__username", "time_zone"]
+    readonly_fields = ["updated_at"]

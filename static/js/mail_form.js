@@ -1,0 +1,67 @@
+/* The mail form: "reserve" reveals the date-time picker; the picker never offers the past;
+ * only the context fields the chosen template reads are shown; the button says what will happen. */
+(function () {
+  "use strict";
+
+  var form = document.getElementById("mail-form");
+  if (!form) return;
+  var reserve = form.querySelector("input[name=reserve]");
+  var when = document.getElementById("when-group");
+  var picker = form.querySelector("input[name=scheduled_at]");
+  var template = form.querySelector("select[name=template]");
+  var submit = form.querySelector("button[type=submit]");
+
+  function pad(n) {
+    return (n < 10 ? "0" : "") + n;
+  }
+
+  // The earliest minute that can still be picked, in the user's zone (the server's, not the browser's).
+  var zone = picker.dataset.timeZone;
+  function nowInZone() {
+    var parts = {};
+    try {
+      new Intl.DateTimeFormat("en-CA", {
+        timeZone: zone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+        hour: "2-digit", minute: "2-digit"
+      }).formatToParts(new Date()).forEach(function (p) { parts[p.type] = p.value; });
+      return parts.year + "-" + parts.month + "-" + parts.day + "T" + parts.hour + ":" + parts.minute;
+    } catch (e) {
+      var d = new Date();
+      return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" + pad(d.getHours()) + ":" + pad(d.getMinutes());
+    }
+  }
+
+  function refreshMin() {
+    picker.min = nowInZone();
+  }
+
+  function showWhen() {
+    when.hidden = !reserve.checked;
+    picker.required = reserve.checked;
+    submit.textContent = reserve.checked ? submit.dataset.reserveLabel : submit.dataset.sendLabel;
+    if (reserve.checked && !picker.value) {
+      // Suggest ten minutes from now, on a whole minute (left empty across midnight).
+      refreshMin();
+      var base = picker.min.split("T");
+      var hm = base[1].split(":");
+      var minutes = parseInt(hm[0], 10) * 60 + parseInt(hm[1], 10) + 10;
+      if (minutes < 24 * 60) picker.value = base[0] + "T" + pad(Math.floor(minutes / 60)) + ":" + pad(minutes % 60);
+    }
+  }
+
+  function showContextFields() {
+    var chosen = template.value;
+    Array.prototype.forEach.call(form.querySelectorAll("[data-templates]"), function (input) {
+      var row = input.closest(".field");
+      var used = input.dataset.templates.split(" ").indexOf(chosen) >= 0;
+      row.hidden = !used && !input.value;
+    });
+  }
+
+  reserve.addEventListener("change", showWhen);
+  template.addEventListener("change", showContextFields);
+  refreshMin();
+  setInterval(refreshMin, 30000);
+  showWhen();
+  showContextFields();
+})();

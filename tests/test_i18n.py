@@ -1,0 +1,53 @@
+"""Translations: every Korean string is translated, and the committed .mo matches its .po."""
+
+import ast
+import gettext
+from pathlib import Path
+
+import pytest
+
+LOCALE = Path(__file__).resolve().parent.parent / "locale"
+
+
+def read_po(path: Path) -> dict[tuple[str, str | None], tuple[list[str], bool]]:
+    """A small .po reader: {(msgid, msgid_plural): ([msgstr...], fuzzy)} without the header."""
+    entries: dict = {}
+    for block in path.read_text(encoding="utf-8").split("\n\n"):
+        fields: dict[str, str] = {}
+        key = None
+        fuzzy = False
+        for line in block.splitlines():
+            if line.startswith("#,") and "fuzzy" in line:
+                fuzzy = True
+            elif line.startswith("#") or not line.strip():
+                continue
+            elif line.startswith('"') and key:
+                fields[key] += ast.literal_eval(line)
+            else:
+                key, _, value = line.partition(" ")
+                fields[key] = ast.literal_eval(value)
+        if fields.get("msgid"):
+            strs = [v for k, v in sorted(fields.items()) if k.startswith("msgstr")]
+            entries[(fields["msgid"], fields.get("msgid_plural"))] = (strs, fuzzy)
+    return entries
+
+
+def test_every_korean_string_is_translated():
+    entries = read_po(LOCALE / "ko" / "LC_MESSAGES" / "django.po")
+    assert len(entries) > 100  # the reader found the catalog
+    missing = [msgid for (msgid, _), (strs, fuzzy) in entries.items() if fuzzy or not all(strs)]
+    assert missing == []
+
+
+@pytest.mark.parametrize("language", ["ko"])
+def test_committed_mo_matches_po(language):
+    directory = LOCALE / language / "LC_MESSAGES"
+    with (directory / "django.mo").open("rb") as handle:
+        catalog = gettext.GNUTranslations(handle)
+    for (msgid, plural), (strs, fuzzy) in read_po(directory / "django.po").items():
+        if fuzzy or not all(strs):
+            continue
+        if plural is None:
+            assert catalog.gettext(msgid) == strs[0], f"stale .mo for {msgid!r}: run compilemessages"
+        else:
+            assert catalog.ngettext(msgid, plural, 2) == strs[0], f"stale .mo for {msgid!r}: run compilemessages"
