@@ -13,6 +13,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from reservemail.redisconf import rq_connection
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("RESERVEMAIL_VAR_DIR", BASE_DIR / "var"))
 
@@ -133,8 +135,18 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # --- Redis and RQ -------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_SOCKET_TIMEOUT = float(os.environ.get("REDIS_SOCKET_TIMEOUT", "3"))
+# Redis Sentinel: REDIS_SENTINELS="host:port,host:port" finds the master REDIS_SENTINEL_MASTER;
+# REDIS_URL then only gives the master's database number and credentials.
+REDIS_SENTINELS = os.environ.get("REDIS_SENTINELS", "")
+REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "mymaster")
 _redis_queue = {
-    "URL": REDIS_URL,
+    **rq_connection(
+        redis_url=REDIS_URL,
+        sentinels=REDIS_SENTINELS,
+        master_name=REDIS_SENTINEL_MASTER,
+        sentinel_password=os.environ.get("REDIS_SENTINEL_PASSWORD", ""),
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+    ),
     "DEFAULT_TIMEOUT": env_int("RQ_DEFAULT_TIMEOUT", 3600),
 }
 RQ_QUEUES = {name: dict(_redis_queue) for name in ("high", "default", "low")}

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import django_rq
 from django.conf import settings
+from django_rq.connection_utils import get_redis_connection
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Retry
@@ -64,10 +65,27 @@ def _client(url: str, timeout: float) -> Redis:
     return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30)
 
 
+_sentinel_clients: dict[str, Redis] = {}
+
+
+def _sentinel_client(config: dict[str, Any]) -> Redis:
+    # The Sentinel config from settings carries its own socket timeouts; the client asks the
+    # sentinels for the current master on every new connection, so it follows a failover.
+    key = repr(sorted(config.items()))
+    if key not in _sentinel_clients:
+        if len(_sentinel_clients) >= 8:
+            _sentinel_clients.clear()
+        _sentinel_clients[key] = get_redis_connection(config)
+    return _sentinel_clients[key]
+
+
 def _connection() -> Redis:
     """One pooled client per URL, with socket timeouts so a hung Redis fails fast (django-rq
-    ignores connection kwargs for URL configs)."""
-    return _client(settings.RQ_QUEUES[SCHEDULER_QUEUE]["URL"], settings.REDIS_SOCKET_TIMEOUT)
+    ignores connection kwargs for URL configs). Without a URL, the config is Sentinel's."""
+    config = settings.RQ_QUEUES[SCHEDULER_QUEUE]
+    if "URL" not in config:
+        return _sentinel_client(config)
+    return _client(config["URL"], settings.REDIS_SOCKET_TIMEOUT)
 
 
 def _queue(name: str) -> Queue:
