@@ -202,11 +202,18 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {"TITLE": "reservemail API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
 
 # --- Logging ------------------------------------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line with task_id, owner, queue, transition as fields.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "reservemail.logformat.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -219,3 +226,17 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # HSTS preloading commits the whole domain to HTTPS in browsers' built-in lists and is hard
+        # to undo: the domain owner's decision, not this app's. Silence only that reminder.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# --- Operations: metrics, data retention ------------------------------------------------------
+# /metrics answers staff sessions, or `Authorization: Bearer $METRICS_TOKEN` (also django-rq's
+# stats.json). Scrapers inside the private network speak plain HTTP, so it is not redirected.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+RQ_API_TOKEN = METRICS_TOKEN
+METRICS_WINDOW = env_int("METRICS_WINDOW", 3600)  # seconds of sends the latency histogram covers
+METRICS_OVERDUE_GRACE = env_int("METRICS_OVERDUE_GRACE", 60)  # seconds past due before "overdue"
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
+TASK_RETENTION_DAYS = env_int("TASK_RETENTION_DAYS", 90)  # purge_tasks default

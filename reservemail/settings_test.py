@@ -10,7 +10,7 @@ os.environ.setdefault("RESERVEMAIL_VAR_DIR", os.path.join(os.path.dirname(os.pat
 os.environ.setdefault("TASK_RETRY_INTERVALS", "1,1,2")
 
 from reservemail.settings import *  # noqa: E402, F403
-from reservemail.settings import DATABASES, VAR_DIR  # noqa: E402
+from reservemail.settings import DATABASES, STATIC_ROOT, VAR_DIR  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = os.environ.get("TEST_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
@@ -18,3 +18,4 @@ LANGUAGE_CODE = "en"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns (an error in tests) without it

@@ -25,7 +25,8 @@ from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
 from rq.queue import Queue
 from rq.registry import ScheduledJobRegistry
-from rq.worker import SimpleWorker
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+from rq.worker import SimpleWorker, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -238,3 +239,43 @@ class MailWorker(SimpleWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("maintenance_interval", settings.WORKER_MAINTENANCE_INTERVAL)
         super().__init__(*args, **kwargs)
+
+
+def queue_stats() -> dict[str, dict[str, int]]:
+    """Return, per queue, jobs waiting, scheduled, running and failed, and 1 if a scheduler holds its lock.
+
+    Read-only: plain counts, without the registry cleanup that rq's ``count`` runs, so a metrics
+    scrape never moves jobs. Raises QueueError when Redis cannot be reached.
+    """
+    connection = _connection()
+    stats = {}
+    for name in QUEUE_NAMES:
+        queue = Queue(name, connection=connection)
+        stats[name] = {
+            "queued": queue.count,
+            "scheduled": queue.scheduled_job_registry.get_job_count(cleanup=False),
+            "started": queue.started_job_registry.get_job_count(cleanup=False),
+            "failed": queue.failed_job_registry.get_job_count(cleanup=False),
+            "scheduler": int(bool(connection.exists(RQScheduler.get_locking_key(name)))),
+        }
+    return stats
+
+
+def worker_count() -> int:
+    """Return how many RQ workers are registered (alive, or dead less than their TTL ago)."""
+    return Worker.count(connection=_connection())
+
+
+def scheduler_lock_holder(queue_name: str = SCHEDULER_QUEUE) -> dict[str, str] | None:
+    """Return the hostname, pid and name of the scheduler that holds ``queue_name``'s lock, if any.
+
+    Among workers started ``--with-scheduler`` exactly one scheduler holds a queue's lock; when
+    it dies without releasing it, another worker takes over once the lock's TTL has passed.
+    """
+    connection = _connection()
+    holder = connection.get(RQScheduler.get_locking_key(queue_name))
+    if holder is None:
+        return None
+    name = holder.decode()
+    info = {k.decode(): v.decode() for k, v in connection.hgetall(SCHEDULER_KEY_TEMPLATE % name).items()}
+    return {"name": name, "hostname": info.get("hostname", ""), "pid": info.get("pid", "")}
