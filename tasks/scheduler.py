@@ -234,11 +234,20 @@ class MailWorker(SimpleWorker):
     which is several times faster per mail. The maintenance step is where RQ restarts a dead
     scheduler process; RQ's default is 10 minutes, so after a Redis outage reservations could
     wait that long. We run it every WORKER_MAINTENANCE_INTERVAL seconds instead.
+
+    An idle worker only reaches its maintenance step when its blocking dequeue returns, which RQ
+    lets wait ``worker_ttl - 15`` seconds (405 s): so the dequeue is capped at the maintenance
+    interval too. Otherwise, when the host whose scheduler holds the lock dies, an idle survivor
+    would take the scheduler over only minutes after the lock's 61-second lease ran out.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("maintenance_interval", settings.WORKER_MAINTENANCE_INTERVAL)
         super().__init__(*args, **kwargs)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
 
 
 def queue_stats() -> dict[str, dict[str, int]]:
