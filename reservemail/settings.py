@@ -240,3 +240,8 @@ METRICS_WINDOW = env_int("METRICS_WINDOW", 3600)  # seconds of sends the latency
 METRICS_OVERDUE_GRACE = env_int("METRICS_OVERDUE_GRACE", 60)  # seconds past due before "overdue"
 SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
 TASK_RETENTION_DAYS = env_int("TASK_RETENTION_DAYS", 90)  # purge_tasks default
+# A cache shared by every web process on every host (DRF throttle counters live in the cache):
+# CACHE_URL=redis://redis:6379/1. Without it each process counts alone (LocMemCache).
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import redis
 from django.db import connection
 
 from tests.harness import ROOT
@@ -72,3 +73,17 @@ def test_database_engine_follows_database_url():
     url = os.environ.get("DATABASE_URL", "sqlite://")
     expected = "postgresql" if url.startswith(("postgres://", "postgresql://")) else "sqlite"
     assert connection.vendor == expected
+
+
+def test_cache_url_gives_every_process_one_redis_cache(redis_server):
+    """Two processes with the same CACHE_URL see each other's entries (throttle counters are shared)."""
+    url = f"redis://127.0.0.1:{redis_server.port}/1"
+    env = production_env(CACHE_URL=url)
+    write = "from django.core.cache import cache; cache.set('shared-by', 'first', 60)"
+    read = "from django.core.cache import cache; print(cache.get('shared-by'))"
+    try:
+        assert manage("shell", "--verbosity", "0", "-c", write, env=env).returncode == 0
+        result = manage("shell", "--verbosity", "0", "-c", read, env=env)
+        assert result.stdout == "first\n", result.stderr
+    finally:
+        redis.Redis(host="127.0.0.1", port=redis_server.port, db=1).flushdb()
