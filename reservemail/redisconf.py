@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 from redis.sentinel import SentinelManagedConnection
+from redis.utils import SENTINEL
 
 
 class SentinelMasterConnection(SentinelManagedConnection):
@@ -21,8 +22,20 @@ class SentinelMasterConnection(SentinelManagedConnection):
     stock class a worker hung on SIGTERM until its blocking dequeue timed out.
     """
 
-    def read_response(self, *args: Any, disconnect_on_error: bool = True, **kwargs: Any) -> Any:
-        return super().read_response(*args, disconnect_on_error=disconnect_on_error, **kwargs)
+    def read_response(
+        self,
+        disable_decoding: Any = False,
+        *,
+        timeout: float | object = SENTINEL,
+        disconnect_on_error: bool | None = True,
+        push_request: bool | None = False,
+    ) -> Any:
+        return super().read_response(
+            disable_decoding=disable_decoding,
+            timeout=timeout,
+            disconnect_on_error=disconnect_on_error,
+            push_request=push_request,
+        )
 
 
 def parse_sentinels(value: str) -> list[tuple[str, int]]:

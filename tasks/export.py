@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from datetime import datetime
-from typing import TextIO
+from typing import Protocol
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q
@@ -22,6 +22,10 @@ NUMBERS = {"id", "sent", "failed_recipients", "attempts"}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+class Writable(Protocol):
+    def write(self, text: str, /) -> object: ...
+
+
 def _cell(value: object) -> str:
     """Text for a cell; times in ISO 8601 with offset; text that a spreadsheet would run as a formula is quoted."""
     if value is None:
@@ -32,7 +36,7 @@ def _cell(value: object) -> str:
     return f"'{text}" if text.startswith(FORMULA_START) else text
 
 
-def write_tasks_csv(*, owner: AbstractBaseUser, out: TextIO) -> int:
+def write_tasks_csv(*, owner: AbstractBaseUser, out: Writable) -> int:
     """Write the owner's tasks (newest first) as CSV to ``out``; return how many rows were written."""
     tasks = list_tasks_of(owner).annotate(
         sent=Count("deliveries", filter=Q(deliveries__status=Delivery.Status.SENT)),

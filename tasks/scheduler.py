@@ -285,6 +285,10 @@ def scheduler_lock_holder(queue_name: str = SCHEDULER_QUEUE) -> dict[str, str] |
     holder = connection.get(RQScheduler.get_locking_key(queue_name))
     if holder is None:
         return None
-    name = holder.decode()
-    info = {k.decode(): v.decode() for k, v in connection.hgetall(SCHEDULER_KEY_TEMPLATE % name).items()}
+    name = _text(holder)
+    info = {_text(k): _text(v) for k, v in connection.hgetall(SCHEDULER_KEY_TEMPLATE % name).items()}
     return {"name": name, "hostname": info.get("hostname", ""), "pid": info.get("pid", "")}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
