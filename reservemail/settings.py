@@ -13,6 +13,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from reservemail.redisconf import rq_connection
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("RESERVEMAIL_VAR_DIR", BASE_DIR / "var"))
 
@@ -138,8 +140,18 @@ WHITENOISE_USE_FINDERS = True
 # --- Redis and RQ -------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_SOCKET_TIMEOUT = float(os.environ.get("REDIS_SOCKET_TIMEOUT", "3"))
+# Redis Sentinel: REDIS_SENTINELS="host:port,host:port" finds the master REDIS_SENTINEL_MASTER;
+# REDIS_URL then only gives the master's database number and credentials.
+REDIS_SENTINELS = os.environ.get("REDIS_SENTINELS", "")
+REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "mymaster")
 _redis_queue = {
-    "URL": REDIS_URL,
+    **rq_connection(
+        redis_url=REDIS_URL,
+        sentinels=REDIS_SENTINELS,
+        master_name=REDIS_SENTINEL_MASTER,
+        sentinel_password=os.environ.get("REDIS_SENTINEL_PASSWORD", ""),
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+    ),
     "DEFAULT_TIMEOUT": env_int("RQ_DEFAULT_TIMEOUT", 3600),
 }
 RQ_QUEUES = {name: dict(_redis_queue) for name in ("high", "default", "low")}
@@ -220,11 +232,18 @@ SPECTACULAR_SETTINGS.update(
 )
 
 # --- Logging ------------------------------------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line with task_id, owner, queue, transition as fields.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "reservemail.logformat.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -237,3 +256,22 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # HSTS preloading commits the whole domain to HTTPS in browsers' built-in lists and is hard
+        # to undo: the domain owner's decision, not this app's. Silence only that reminder.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# --- Operations: metrics, data retention ------------------------------------------------------
+# /metrics answers staff sessions, or `Authorization: Bearer $METRICS_TOKEN` (also django-rq's
+# stats.json). Scrapers inside the private network speak plain HTTP, so it is not redirected.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+RQ_API_TOKEN = METRICS_TOKEN
+METRICS_WINDOW = env_int("METRICS_WINDOW", 3600)  # seconds of sends the latency histogram covers
+METRICS_OVERDUE_GRACE = env_int("METRICS_OVERDUE_GRACE", 60)  # seconds past due before "overdue"
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
+TASK_RETENTION_DAYS = env_int("TASK_RETENTION_DAYS", 90)  # purge_tasks default
+# A cache shared by every web process on every host (DRF throttle counters live in the cache):
+# CACHE_URL=redis://redis:6379/1. Without it each process counts alone (LocMemCache).
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import django_rq
 from django.conf import settings
+from django_rq.connection_utils import get_redis_connection
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Retry
@@ -24,7 +25,8 @@ from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
 from rq.queue import Queue
 from rq.registry import ScheduledJobRegistry
-from rq.worker import SimpleWorker
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+from rq.worker import SimpleWorker, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +66,27 @@ def _client(url: str, timeout: float) -> Redis:
     return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30)
 
 
+_sentinel_clients: dict[str, Redis] = {}
+
+
+def _sentinel_client(config: dict[str, Any]) -> Redis:
+    # The Sentinel config from settings carries its own socket timeouts; the client asks the
+    # sentinels for the current master on every new connection, so it follows a failover.
+    key = repr(sorted(config.items()))
+    if key not in _sentinel_clients:
+        if len(_sentinel_clients) >= 8:
+            _sentinel_clients.clear()
+        _sentinel_clients[key] = get_redis_connection(config)
+    return _sentinel_clients[key]
+
+
 def _connection() -> Redis:
     """One pooled client per URL, with socket timeouts so a hung Redis fails fast (django-rq
-    ignores connection kwargs for URL configs)."""
-    return _client(settings.RQ_QUEUES[SCHEDULER_QUEUE]["URL"], settings.REDIS_SOCKET_TIMEOUT)
+    ignores connection kwargs for URL configs). Without a URL, the config is Sentinel's."""
+    config = settings.RQ_QUEUES[SCHEDULER_QUEUE]
+    if "URL" not in config:
+        return _sentinel_client(config)
+    return _client(config["URL"], settings.REDIS_SOCKET_TIMEOUT)
 
 
 def _queue(name: str) -> Queue:
@@ -215,8 +234,61 @@ class MailWorker(SimpleWorker):
     which is several times faster per mail. The maintenance step is where RQ restarts a dead
     scheduler process; RQ's default is 10 minutes, so after a Redis outage reservations could
     wait that long. We run it every WORKER_MAINTENANCE_INTERVAL seconds instead.
+
+    An idle worker only reaches its maintenance step when its blocking dequeue returns, which RQ
+    lets wait ``worker_ttl - 15`` seconds (405 s): so the dequeue is capped at the maintenance
+    interval too. Otherwise, when the host whose scheduler holds the lock dies, an idle survivor
+    would take the scheduler over only minutes after the lock's 61-second lease ran out.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("maintenance_interval", settings.WORKER_MAINTENANCE_INTERVAL)
         super().__init__(*args, **kwargs)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
+
+
+def queue_stats() -> dict[str, dict[str, int]]:
+    """Return, per queue, jobs waiting, scheduled, running and failed, and 1 if a scheduler holds its lock.
+
+    Read-only: plain counts, without the registry cleanup that rq's ``count`` runs, so a metrics
+    scrape never moves jobs. Raises QueueError when Redis cannot be reached.
+    """
+    connection = _connection()
+    stats = {}
+    for name in QUEUE_NAMES:
+        queue = Queue(name, connection=connection)
+        stats[name] = {
+            "queued": queue.count,
+            "scheduled": queue.scheduled_job_registry.get_job_count(cleanup=False),
+            "started": queue.started_job_registry.get_job_count(cleanup=False),
+            "failed": queue.failed_job_registry.get_job_count(cleanup=False),
+            "scheduler": int(bool(connection.exists(RQScheduler.get_locking_key(name)))),
+        }
+    return stats
+
+
+def worker_count() -> int:
+    """Return how many RQ workers are registered (alive, or dead less than their TTL ago)."""
+    return Worker.count(connection=_connection())
+
+
+def scheduler_lock_holder(queue_name: str = SCHEDULER_QUEUE) -> dict[str, str] | None:
+    """Return the hostname, pid and name of the scheduler that holds ``queue_name``'s lock, if any.
+
+    Among workers started ``--with-scheduler`` exactly one scheduler holds a queue's lock; when
+    it dies without releasing it, another worker takes over once the lock's TTL has passed.
+    """
+    connection = _connection()
+    holder = connection.get(RQScheduler.get_locking_key(queue_name))
+    if holder is None:
+        return None
+    name = _text(holder)
+    info = {_text(k): _text(v) for k, v in connection.hgetall(SCHEDULER_KEY_TEMPLATE % name).items()}
+    return {"name": name, "hostname": info.get("hostname", ""), "pid": info.get("pid", "")}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

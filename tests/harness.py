@@ -225,10 +225,18 @@ def worker_env(
 
 
 def start_worker(
-    env: dict[str, str], *, name: str, log_path: Path, queues: tuple[str, ...] = ("high", "default", "low")
+    env: dict[str, str],
+    *,
+    name: str,
+    log_path: Path,
+    queues: tuple[str, ...] = ("high", "default", "low"),
+    prefix: tuple[str, ...] = (),
 ) -> subprocess.Popen:
-    """Start ``manage.py rqworker --with-scheduler`` in its own process group."""
-    args = [sys.executable, str(ROOT / "manage.py"), "rqworker", *queues, "--with-scheduler", "--name", name]
+    """Start ``manage.py rqworker --with-scheduler`` in its own process group.
+
+    ``prefix`` is a command that execs the rest, e.g. one that sets another hostname.
+    """
+    args = [*prefix, sys.executable, str(ROOT / "manage.py"), "rqworker", *queues, "--with-scheduler", "--name", name]
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
     return subprocess.Popen(  # noqa: S603
         args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

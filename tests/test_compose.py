@@ -1,10 +1,16 @@
 """docker-compose.yml cannot run here (no Docker engine), so read it and check what it names."""
 
+import re
 from pathlib import Path
 
+import pytest
 import yaml
+from django.conf import settings
+from django.core.management import get_commands
 
 ROOT = Path(__file__).resolve().parent.parent
+# Read by other programs than Django: the container's libc (TZ) and gunicorn (WEB_CONCURRENCY).
+NOT_DJANGO_SETTINGS = {"TZ", "WEB_CONCURRENCY"}
 
 
 def load():
@@ -16,9 +22,14 @@ def command_text(service):
     return " ".join(command) if isinstance(command, list) else str(command)
 
 
-def test_compose_has_web_worker_redis_and_database():
+def healthcheck_text(service):
+    test = service["healthcheck"]["test"]
+    return " ".join(test[1:]) if isinstance(test, list) else str(test)
+
+
+def test_compose_has_web_worker_redis_database_and_mail_catcher():
     services = load()["services"]
-    assert {"web", "worker", "redis", "postgres"} <= set(services)
+    assert {"web", "worker", "redis", "postgres", "mailcatcher"} <= set(services)
 
 
 def test_compose_worker_runs_all_queues_with_scheduler():
@@ -27,26 +38,72 @@ def test_compose_worker_runs_all_queues_with_scheduler():
     assert set(worker.split()) >= {"default", "high", "low", "--with-scheduler"}
 
 
+def test_compose_worker_scales_out_and_shuts_down_warm():
+    worker = load()["services"]["worker"]
+    assert worker["deploy"]["replicas"] >= 2
+    assert worker["stop_signal"] == "SIGTERM"
+    assert re.fullmatch(r"\d+m|\d+s", worker["stop_grace_period"])
+
+
 def test_compose_redis_is_persistent_and_never_evicts():
     redis = command_text(load()["services"]["redis"])
     assert "--appendonly yes" in redis
     assert "--maxmemory-policy noeviction" in redis
+    assert "redisdata:/data" in load()["services"]["redis"]["volumes"]
 
 
 def test_compose_uses_seoul_time_zone_everywhere():
     for name, service in load()["services"].items():
         assert service.get("environment", {}).get("TZ") == "Asia/Seoul", name
+    assert load()["services"]["web"]["environment"]["TIME_ZONE"] == "Asia/Seoul"
 
 
-def test_compose_web_runs_project_wsgi_and_migrations():
+def test_compose_web_runs_project_wsgi_migrations_and_serves_static():
     web = command_text(load()["services"]["web"])
-    assert "migrate" in web and "gunicorn reservemail.wsgi:application" in web
+    assert "manage.py migrate --no-input" in web and "manage.py collectstatic --no-input" in web
+    assert "exec gunicorn reservemail.wsgi:application" in web
     assert (ROOT / "reservemail" / "wsgi.py").exists()
+    assert "whitenoise.middleware.WhiteNoiseMiddleware" in settings.MIDDLEWARE
+    requirements = (ROOT / "requirements.txt").read_text()
+    assert re.search(r"^gunicorn==", requirements, re.M) and re.search(r"^whitenoise==", requirements, re.M)
+
+
+def test_every_service_has_a_healthcheck_and_the_app_uses_the_health_command():
+    services = load()["services"]
+    for name, service in services.items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    for name in ("web", "worker"):
+        assert "python manage.py health" in healthcheck_text(services[name]), name
+
+
+@pytest.mark.parametrize("where", ["command", "healthcheck"])
+def test_every_manage_py_command_named_in_compose_exists(where):
+    commands = get_commands()
+    for name, service in load()["services"].items():
+        text = command_text(service) if where == "command" else healthcheck_text(service)
+        for command in re.findall(r"manage\.py (\S+)", text):
+            assert command in commands, f"{name}: manage.py {command} does not exist"
 
 
 def test_compose_app_env_names_settings_the_project_reads():
     settings_text = (ROOT / "reservemail" / "settings.py").read_text()
-    env = load()["services"]["web"]["environment"]
-    for name in env:
-        if name != "TZ":
-            assert f'"{name}"' in settings_text, f"{name} is not read by settings.py"
+    services = load()["services"]
+    for service in ("web", "worker"):
+        for name in services[service]["environment"]:
+            if name not in NOT_DJANGO_SETTINGS:
+                assert f'"{name}"' in settings_text, f"{name} is not read by settings.py"
+
+
+def test_compose_app_waits_for_healthy_database_and_redis():
+    services = load()["services"]
+    for name in ("web", "worker"):
+        depends = services[name]["depends_on"]
+        assert depends["postgres"]["condition"] == depends["redis"]["condition"] == "service_healthy", name
+    assert services["worker"]["depends_on"]["web"]["condition"] == "service_healthy"  # migrations ran
+
+
+def test_dockerfile_builds_the_pinned_requirements_on_python_311():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert dockerfile.startswith("FROM python:3.11")
+    assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
+    assert "TZ=Asia/Seoul" in dockerfile

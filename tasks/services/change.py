@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from tasks import scheduler
 from tasks.exceptions import TaskStateError
+from tasks.logfields import task_fields
 from tasks.models import PENDING, Task
 from tasks.selectors import get_task_of
 from tasks.services.dispatch import append_log, dispatch
@@ -73,7 +74,13 @@ def cancel_reserve(*, owner: Owner, task_id: int) -> Task:
     task = get_task_of(owner, task_id)
     now = timezone.now()
     if _cancel_pending(task, now=now, who=getattr(owner, "username", "staff")):
-        logger.info("task canceled task_id=%s owner=%s transition=%s->canceled", task.pk, task.owner_id, task.status)
+        logger.info(
+            "task canceled task_id=%s owner=%s transition=%s->canceled",
+            task.pk,
+            task.owner_id,
+            task.status,
+            extra=task_fields(task, f"{task.status}->canceled"),
+        )
         return _reload_and_notify(task.pk)
     task.refresh_from_db()
     if task.status == Task.Status.CANCELED:
@@ -92,14 +99,24 @@ def cancel_task(*, owner: Owner, task_id: int) -> Task:
     now = timezone.now()
     who = getattr(owner, "username", "staff")
     if _cancel_pending(task, now=now, who=who):
-        logger.info("task canceled task_id=%s owner=%s", task.pk, task.owner_id)
+        logger.info(
+            "task canceled task_id=%s owner=%s",
+            task.pk,
+            task.owner_id,
+            extra=task_fields(task, f"{task.status}->canceled"),
+        )
         return _reload_and_notify(task.pk)
     won = Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
         status=Task.Status.CANCELED, ended_at=now, log=append_log(f"stopped by {who}")
     )
     if won:
         transaction.on_commit(partial(_stop_job, task.pk))
-        logger.info("task stopped task_id=%s owner=%s transition=running->canceled", task.pk, task.owner_id)
+        logger.info(
+            "task stopped task_id=%s owner=%s transition=running->canceled",
+            task.pk,
+            task.owner_id,
+            extra=task_fields(task, "running->canceled"),
+        )
         return _reload_and_notify(task.pk)
     task.refresh_from_db()
     if task.status == Task.Status.CANCELED:
@@ -137,7 +154,13 @@ def reschedule_task(*, owner: Owner, task_id: int, scheduled_at: datetime) -> Ta
     Task.objects.filter(pk=task.pk).update(log=append_log(f"rescheduled from {old.isoformat() if old else '-'}"))
     notify_reserve(task)
     transaction.on_commit(partial(_move_job, task.pk, scheduled_at, task.queue))
-    logger.info("task rescheduled task_id=%s owner=%s due=%s", task.pk, task.owner_id, scheduled_at.isoformat())
+    logger.info(
+        "task rescheduled task_id=%s owner=%s due=%s",
+        task.pk,
+        task.owner_id,
+        scheduled_at.isoformat(),
+        extra=task_fields(task, "reserved->reserved"),
+    )
     return task
 
 

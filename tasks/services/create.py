@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from tasks import scheduler
+from tasks.logfields import task_fields
 from tasks.mail import MailSpec
 from tasks.models import Task
 from tasks.selectors import get_task_of
@@ -47,7 +48,13 @@ def enqueue_task(
         task = _create(owner=owner, mail=mail, description=description, status=Task.Status.QUEUED, queue=queue)
         notify_progress(task)  # the page shows it as waiting until the worker takes it
         transaction.on_commit(partial(dispatch, task_id=task.pk, due=None, queue_name=queue))
-    logger.info("task created task_id=%s owner=%s queue=%s status=queued", task.pk, owner.pk, queue)
+    logger.info(
+        "task created task_id=%s owner=%s queue=%s status=queued",
+        task.pk,
+        owner.pk,
+        queue,
+        extra=task_fields(task, "new->queued"),
+    )
     return task
 
 
@@ -74,7 +81,13 @@ def reserve_task(*, owner: AbstractBaseUser, scheduled_at: datetime, mail: MailS
         transaction.on_commit(
             partial(dispatch, task_id=task.pk, due=scheduled_at, queue_name=scheduler.SCHEDULER_QUEUE)
         )
-    logger.info("task created task_id=%s owner=%s status=reserved due=%s", task.pk, owner.pk, scheduled_at.isoformat())
+    logger.info(
+        "task created task_id=%s owner=%s status=reserved due=%s",
+        task.pk,
+        owner.pk,
+        scheduled_at.isoformat(),
+        extra=task_fields(task, "new->reserved"),
+    )
     return task
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tasks import scheduler
+from tasks.logfields import task_fields
 from tasks.mail import describe, is_permanent, new_message_id, render_message
 from tasks.models import PENDING, Delivery, Task
 from tasks.services.dispatch import append_log
@@ -127,7 +128,13 @@ def _finish(task: Task, outcome: Outcome) -> None:
         log=append_log("\n".join(lines)),
     )
     if won:
-        logger.info("task finished task_id=%s sent=%s failed=%s", task.pk, outcome.sent, len(outcome.failed))
+        logger.info(
+            "task finished task_id=%s sent=%s failed=%s",
+            task.pk,
+            outcome.sent,
+            len(outcome.failed),
+            extra=task_fields(task, "running->finished"),
+        )
     else:
         logger.info("task was canceled while sending task_id=%s sent=%s", task.pk, outcome.sent)
     notify_ended(Task.objects.get(pk=task.pk))
@@ -140,7 +147,13 @@ def _hand_back_or_fail(task: Task, exc: BaseException) -> None:
         Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
             status=Task.Status.QUEUED, log=append_log(f"attempt {task.attempts}: {exc}; retrying ({left} left)")
         )
-        logger.warning("transient failure task_id=%s retries_left=%s error=%s", task.pk, left, exc)
+        logger.warning(
+            "transient failure task_id=%s retries_left=%s error=%s",
+            task.pk,
+            left,
+            exc,
+            extra=task_fields(task, "running->queued"),
+        )
         notify_progress(Task.objects.get(pk=task.pk))
         return
     Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
@@ -149,7 +162,7 @@ def _hand_back_or_fail(task: Task, exc: BaseException) -> None:
         ended_at=timezone.now(),
         log=append_log(f"attempt {task.attempts}: {exc}; giving up"),
     )
-    logger.error("task failed task_id=%s error=%s", task.pk, exc)
+    logger.error("task failed task_id=%s error=%s", task.pk, exc, extra=task_fields(task, "running->finished"))
     notify_ended(Task.objects.get(pk=task.pk))
 
 
@@ -164,7 +177,13 @@ def run_task(*, task_id: int) -> None:
         logger.info("task not claimable task_id=%s", task_id)
         return
     task = Task.objects.get(pk=task_id)
-    logger.info("task running task_id=%s owner=%s attempt=%s", task.pk, task.owner_id, task.attempts)
+    logger.info(
+        "task running task_id=%s owner=%s attempt=%s",
+        task.pk,
+        task.owner_id,
+        task.attempts,
+        extra=task_fields(task, "pending->running"),
+    )
     notify_progress(task)
     _ensure_deliveries(task)
     try:
