@@ -41,10 +41,15 @@ class Bench:
 
     def add(self, row: MailRow, *, rss: float | None = None) -> MailRow:
         row.rss_mb = rss
-        if self.ceiling is not None and self.ceiling.drain and row.drain:
-            row.ratio = row.drain / self.ceiling.drain
         self.rows.append(row)
         return row
+
+    def set_ratios(self) -> None:
+        """Ratios to the best ceiling run (it runs before and after the others): never flattering."""
+        ceilings = [r.drain for r in self.rows if r.scenario.startswith("ceiling") and r.drain]
+        best = max(ceilings, default=None)
+        for row in self.rows:
+            row.ratio = row.drain / best if best and row.drain else None
 
 
 def _at(ts: float) -> datetime:
@@ -61,7 +66,7 @@ def _sleep_until(ts: float) -> None:
         time.sleep(min(left, 0.05) if left < 0.1 else left - 0.05)
 
 
-def run_ceiling(bench: Bench) -> MailRow:
+def run_ceiling(bench: Bench, *, label: str = "ceiling: 1 process, 1 SMTP connection") -> MailRow:
     """One process, one reused SMTP connection, rendering the same template: the physical limit."""
     from django.core.mail import get_connection
 
@@ -71,6 +76,7 @@ def run_ceiling(bench: Bench) -> MailRow:
     bench.sink.mark()
     connection = get_connection("django.core.mail.backends.smtp.EmailBackend", fail_silently=False)
     connection.open()
+    render_message(template="newsletter", context=CONTEXT, recipient="warm@bench.example", message_id="<w@b>")
     due = time.time() + 1.0
     _sleep_until(due)
     for rcpt in recipients:
@@ -78,8 +84,9 @@ def run_ceiling(bench: Bench) -> MailRow:
         connection.send_messages([message])
     connection.close()
     arrivals = bench.sink.wait_for(bench.n, timeout=60, idle=10)
-    row = summarize("ceiling: 1 process, 1 SMTP connection", arrivals, dict.fromkeys(recipients, due))
-    bench.ceiling = row
+    row = summarize(label, arrivals, dict.fromkeys(recipients, due))
+    if bench.ceiling is None or (row.drain or 0) > (bench.ceiling.drain or 0):
+        bench.ceiling = row
     return bench.add(row)
 
 

@@ -28,6 +28,8 @@ class ServiceRow:
     p99_ms: float | None = None
     queries: str = ""
     notes: list[str] = field(default_factory=list)
+    kind: str = ""  # reserve-sqlite, reserve-postgres, poll, api: what the targets look for
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,13 +58,15 @@ def run_reserve(env: dict[str, str], n: int, *, owners: int, label: str) -> tupl
         p50_ms=result["p50_ms"],
         p99_ms=result["p99_ms"],
         notes=[f"first 100: {result['first_100_rate']:.0f}/s, last 100: {result['last_100_rate']:.0f}/s"],
+        kind=f"reserve-{label.lower()}-{owners}",
     )
     return row, result
 
 
 def run_reserve_postgres(env: dict[str, str], n: int, tmp: Path) -> list[ServiceRow]:
     if not Postgres.available():
-        return [ServiceRow(scenario="reserve_task via the service, PostgreSQL", n=n, notes=["PostgreSQL not present"])]
+        row = ServiceRow(scenario="reserve_task via the service, PostgreSQL", n=n, notes=["PostgreSQL not present"])
+        return [row]
     pg = Postgres(tmp / "pg")
     try:
         pg.start()
@@ -112,6 +116,8 @@ def run_poll(owner_id: int, unfinished: int, *, repeat: int = 200) -> ServiceRow
         p99_ms=percentile(times, 99) * 1000,
         queries=f"{queries} (10 tasks: {small_queries})",
         notes=[f"{entries} entries returned"],
+        kind="poll",
+        extra={"queries": queries, "queries_10_tasks": small_queries},
     )
 
 
@@ -140,7 +146,7 @@ def run_api(env: dict[str, str], tmp: Path, *, n: int, clients: int = 32) -> Ser
     """POST reservations to /api/tasks/ under gunicorn from ``clients`` concurrent keep-alive clients."""
     label = f"API POST /api/tasks/ under gunicorn, {clients} clients"
     if not api_present():
-        return ServiceRow(scenario=label, n=0, notes=["API not present on this branch: skipped"])
+        return ServiceRow(scenario=label, n=0, notes=["API not present on this branch: skipped"], kind="api")
     from django.contrib.auth import get_user_model
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
@@ -201,6 +207,7 @@ def run_api(env: dict[str, str], tmp: Path, *, n: int, clients: int = 32) -> Ser
         p50_ms=percentile(latencies, 50) * 1000 if latencies else None,
         p99_ms=percentile(latencies, 99) * 1000 if latencies else None,
         notes=[f"status codes {codes}", "gunicorn gthread 4 workers x 8 threads", *errors],
+        kind="api",
     )
     return row
 

@@ -156,6 +156,7 @@ TASK_MAX_RECIPIENTS = env_int("TASK_MAX_RECIPIENTS", 10000)
 TASK_BATCH_SIZE = env_int("TASK_BATCH_SIZE", 100)
 # RQ keeps whole-second due times and polls them; release a job this many seconds (plus the
 # fraction) before its due time, and let the job wait for the exact instant: never early, not late.
+# -1 releases at the due time rounded up (RQ's plain behaviour, for comparison).
 JOB_RELEASE_LEAD = float(os.environ.get("JOB_RELEASE_LEAD", "1.0"))
 # How often the RQ scheduler process moves due jobs to their queue (RQ's default is 1 s).
 SCHEDULER_INTERVAL = float(os.environ.get("SCHEDULER_INTERVAL", "0.2"))

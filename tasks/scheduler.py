@@ -98,12 +98,12 @@ def release_time(due: datetime) -> datetime:
     RQ keeps whole-second scores and its scheduler polls every SCHEDULER_INTERVAL, so a job scored
     at its due time rounded up arrives up to 1 s + the interval late. Scored at floor(due - lead)
     it arrives before the due time, and the job waits for the exact instant (the row's reserved_at
-    decides, and the claim refuses a task not yet due): never early, and not late.
+    decides, and the claim refuses a task not yet due): never early, and not late. A lead of -1
+    gives the plain round-up (released at or after the due time), kept for comparison.
     """
     if due.tzinfo is None:
         raise ValueError("naive datetime")
-    lead = max(0.0, float(settings.JOB_RELEASE_LEAD))
-    return datetime.fromtimestamp(math.floor(due.timestamp() - lead), tz=UTC)
+    return datetime.fromtimestamp(math.floor(due.timestamp() - float(settings.JOB_RELEASE_LEAD)), tz=UTC)
 
 
 def _new_job(queue: Queue, task_id: int, retries_used: int = 0) -> Job:

@@ -122,6 +122,8 @@ def test_release_time_is_whole_seconds_before_due(settings):
     assert released.timestamp() == int(due.timestamp()) - 1
     settings.JOB_RELEASE_LEAD = 0
     assert scheduler.release_time(due).timestamp() == int(due.timestamp())
+    settings.JOB_RELEASE_LEAD = -1  # plain round-up, for comparison
+    assert scheduler.release_time(due).timestamp() == int(due.timestamp()) + 1
 
 
 def test_batching_off_sends_only_the_jobs_own_task(user, smtp, settings):
