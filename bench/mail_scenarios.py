@@ -128,7 +128,8 @@ def run_plain_rq(bench: Bench, *, workers: int = 1) -> MailRow:
         for rcpt in recipients:
             mid = f"<{uuid.uuid4().hex}@bench.example>"
             queue.enqueue_at(_at(due), send_one, "127.0.0.1", port, rcpt, mid, CONTEXT["title"], CONTEXT["body"])
-        arrivals = bench.sink.wait_for(bench.n, timeout=due - time.time() + bench.n / 10 + 30, idle=15)
+        timeout = due - time.time() + bench.n / 10 + 30
+        arrivals = bench.sink.wait_for(bench.n, timeout=timeout, idle=15, not_before=due)
         rss = max(peak_rss_mb(p.pid) for p in procs)
     label = f"plain RQ: enqueue_at + stock rq worker x{workers}"
     return bench.add(summarize(label, arrivals, dict.fromkeys(recipients, due)), rss=rss)
@@ -189,7 +190,8 @@ def run_reservemail(
         _reserve_all(owners, [((r,), due) for r, due in zip(recipients, dues, strict=True)])
         created = time.time()
         last_due = max(dues)
-        arrivals = bench.sink.wait_for(n, timeout=last_due - time.time() + n / 10 + 30, idle=15)
+        timeout = last_due - time.time() + n / 10 + 30
+        arrivals = bench.sink.wait_for(n, timeout=timeout, idle=15, not_before=last_due)
         rss = max(peak_rss_mb(p.pid) for p in procs)
     row = summarize(label, arrivals, dict(zip(recipients, dues, strict=True)), drain=not spread)
     if created > min(dues) - 0.5:

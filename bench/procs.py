@@ -67,13 +67,14 @@ class Sink:
                 out.append(Arrival(float(parts[0]), parts[1], parts[2].split(",")))
         return out
 
-    def wait_for(self, n: int, *, timeout: float, idle: float = 20.0) -> list[Arrival]:
-        """Wait until ``n`` messages arrived, or nothing new came for ``idle`` s, or ``timeout``."""
+    def wait_for(self, n: int, *, timeout: float, idle: float = 20.0, not_before: float = 0.0) -> list[Arrival]:
+        """Wait until ``n`` messages arrived, or ``timeout``, or nothing new came for ``idle`` s
+        after ``not_before`` (a time.time(), e.g. the last due time)."""
         deadline = time.monotonic() + timeout
         last_count, last_change = -1, time.monotonic()
         while True:
             got = self.arrivals()
-            if len(got) != last_count:
+            if len(got) != last_count or time.time() < not_before:
                 last_count, last_change = len(got), time.monotonic()
             if len(got) >= n or time.monotonic() > deadline or time.monotonic() - last_change > idle:
                 return got
