@@ -259,7 +259,10 @@ def ablations(n: int) -> list[tuple[str, dict[str, Any]]]:
     rq_timing = {"JOB_RELEASE_LEAD": "-1", "SCHEDULER_INTERVAL": "1"}  # due rounded up, RQ's 1 s poll
     return [
         (f"ablation: burst of {n}, no batching (TASK_BATCH_SIZE=1)", {"n": n, "extra_env": {"TASK_BATCH_SIZE": "1"}}),
-        (f"ablation: burst of {n}, RQ's timing (due rounded up, 1 s poll)", {"n": n, "extra_env": rq_timing}),
+        (
+            f"ablation: {n} tasks spread over 10s, RQ's timing (due rounded up, 1 s poll)",
+            {"n": n, "spread": 10.0, "extra_env": rq_timing},
+        ),
         (f"ablation: burst of {n}, batching in the stock forking rq.Worker", {"n": n, "worker_class": "rq.Worker"}),
     ]
 
