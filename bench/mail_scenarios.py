@@ -177,6 +177,9 @@ def run_reservemail(
     worker_class: str | None = None,
 ) -> MailRow:
     """Reserve ``n`` one-recipient tasks through the service, due at one instant (or spread), and drain them."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+
     bench.redis.client().flushdb()
     n = n or bench.n
     owners = _owners("burst", min(bench.owners, n))
@@ -187,7 +190,10 @@ def run_reservemail(
         start_at = setup + 2.0 + 1.5 * n / max(bench.reserve_rate, 50.0)
         rng = random.Random(42)
         dues = [start_at + (rng.uniform(0, spread) if spread else 0.5) for _ in recipients]
-        _reserve_all(owners, [((r,), due) for r, due in zip(recipients, dues, strict=True)])
+        # The release time is computed where the job is scheduled: in this process.
+        lead = float((extra_env or {}).get("JOB_RELEASE_LEAD", settings.JOB_RELEASE_LEAD))
+        with override_settings(JOB_RELEASE_LEAD=lead):
+            _reserve_all(owners, [((r,), due) for r, due in zip(recipients, dues, strict=True)])
         created = time.time()
         last_due = max(dues)
         timeout = last_due - time.time() + n / 10 + 30
