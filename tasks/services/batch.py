@@ -235,7 +235,8 @@ def _sent_sql(vendor: str) -> str:
     quote = connection.ops.quote_name
     table = quote(Delivery._meta.db_table)
     status, sent_at, error, pk = (
-        quote(Delivery._meta.get_field(f).column) for f in ("status", "sent_at", "error", "id")
+        quote(Delivery._meta.get_field(f).column)
+        for f in ("status", "sent_at", "error", "id")  # type: ignore[union-attr, arg-type]
     )
     return f"UPDATE {table} SET {status} = %s, {sent_at} = %s, {error} = %s WHERE {pk} = %s"  # noqa: S608 - model names
 
