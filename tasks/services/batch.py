@@ -24,10 +24,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import cast
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Field
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -234,10 +235,8 @@ def _record_sent(pk: int) -> None:
 def _sent_sql(vendor: str) -> str:
     quote = connection.ops.quote_name
     table = quote(Delivery._meta.db_table)
-    status, sent_at, error, pk = (
-        quote(Delivery._meta.get_field(f).column)
-        for f in ("status", "sent_at", "error", "id")  # type: ignore[union-attr, arg-type]
-    )
+    columns = (cast(Field, Delivery._meta.get_field(name)).column for name in ("status", "sent_at", "error", "id"))
+    status, sent_at, error, pk = (quote(column) for column in columns)
     return f"UPDATE {table} SET {status} = %s, {sent_at} = %s, {error} = %s WHERE {pk} = %s"  # noqa: S608 - model names
 
 
