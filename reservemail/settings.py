@@ -172,6 +172,16 @@ TASK_MAX_RECIPIENTS = env_int("TASK_MAX_RECIPIENTS", 10000)
 NOTIFICATION_GRACE_SECONDS = env_int("NOTIFICATION_GRACE_SECONDS", 60)  # ended entries stay this long
 NOTIFICATION_POLL_SECONDS = float(os.environ.get("NOTIFICATION_POLL_SECONDS", "3"))  # the page's poll interval
 
+# --- Speed (README, Performance) ------------------------------------------------------------
+# Reservations due together are claimed and sent in batches of up to this many (1 = one per job).
+TASK_BATCH_SIZE = env_int("TASK_BATCH_SIZE", 100)
+# RQ keeps whole-second due times and polls them; release a job this many seconds (plus the
+# fraction) before its due time, and let the job wait for the exact instant: never early, not late.
+# -1 releases at the due time rounded up (RQ's plain behaviour, for comparison).
+JOB_RELEASE_LEAD = float(os.environ.get("JOB_RELEASE_LEAD", "1.0"))
+# How often the RQ scheduler process moves due jobs to their queue (RQ's default is 1 s).
+SCHEDULER_INTERVAL = float(os.environ.get("SCHEDULER_INTERVAL", "0.2"))
+
 # --- Mail -------------------------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "reservemail <noreply@localhost>")
 EMAIL_URL = os.environ.get("EMAIL_URL", "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Retry
 from rq.command import send_stop_job_command
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
 from rq.queue import Queue
@@ -42,6 +44,7 @@ __all__ = [
     "SEND_QUEUE",
     "QueueError",
     "cancel",
+    "discard_jobs",
     "enqueue",
     "job_id_for",
     "job_state",
@@ -94,9 +97,9 @@ def _queue(name: str) -> Queue:
     return django_rq.get_queue(name, commit_mode="auto", connection=_connection())
 
 
-def _retry() -> Retry:
-    intervals = list(settings.TASK_RETRY_INTERVALS)
-    return Retry(max=len(intervals), interval=intervals)
+def _retry(used: int = 0) -> Retry | None:
+    intervals = list(settings.TASK_RETRY_INTERVALS)[used:]
+    return Retry(max=len(intervals), interval=intervals) if intervals else None
 
 
 def round_up_to_second(when: datetime) -> datetime:
@@ -107,12 +110,26 @@ def round_up_to_second(when: datetime) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
 
-def _new_job(queue: Queue, task_id: int) -> Job:
+def release_time(due: datetime) -> datetime:
+    """When RQ should release a job due at ``due``: JOB_RELEASE_LEAD seconds early, in whole seconds.
+
+    RQ keeps whole-second scores and its scheduler polls every SCHEDULER_INTERVAL, so a job scored
+    at its due time rounded up arrives up to 1 s + the interval late. Scored at floor(due - lead)
+    it arrives before the due time, and the job waits for the exact instant (the row's reserved_at
+    decides, and the claim refuses a task not yet due): never early, and not late. A lead of -1
+    gives the plain round-up (released at or after the due time), kept for comparison.
+    """
+    if due.tzinfo is None:
+        raise ValueError("naive datetime")
+    return datetime.fromtimestamp(math.floor(due.timestamp() - float(settings.JOB_RELEASE_LEAD)), tz=UTC)
+
+
+def _new_job(queue: Queue, task_id: int, retries_used: int = 0) -> Job:
     return queue.create_job(
         JOB_FUNC,
         args=(task_id,),
         job_id=job_id_for(task_id),
-        retry=_retry(),
+        retry=_retry(retries_used),
         description=f"send task {task_id}",
     )
 
@@ -125,11 +142,15 @@ def ping() -> bool:
         return False
 
 
-def schedule(*, task_id: int, due: datetime, queue_name: str = SCHEDULER_QUEUE) -> None:
-    """Schedule the task's job at ``due`` (rounded up to the second); never a second job."""
+def schedule(*, task_id: int, due: datetime, queue_name: str = SCHEDULER_QUEUE, retries_used: int = 0) -> None:
+    """Schedule the task's job to be released at ``release_time(due)``; never a second job.
+
+    ``retries_used`` shortens the job's retry policy, for a task handed back after attempts made
+    outside its own job (a batch).
+    """
     queue = _queue(queue_name)
     try:
-        queue.schedule_job(_new_job(queue, task_id), round_up_to_second(due), unique=True)
+        queue.schedule_job(_new_job(queue, task_id, retries_used), release_time(due), unique=True)
     except DuplicateJobError:
         logger.info("job already exists, moving it task_id=%s job_id=%s", task_id, job_id_for(task_id))
         reschedule(task_id=task_id, due=due, queue_name=queue_name)
@@ -161,15 +182,17 @@ def reschedule(*, task_id: int, due: datetime, queue_name: str = SCHEDULER_QUEUE
     except NoSuchJobError:
         schedule(task_id=task_id, due=due, queue_name=queue_name)
         return
-    if job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.STARTED):
-        # Already released to the worker; the row's status decides what the job does.
+    queue_of_job = Queue(job.origin or queue_name, connection=connection)
+    status = job.get_status(refresh=False)
+    if status == JobStatus.STARTED or (status == JobStatus.QUEUED and not queue_of_job.remove(job)):
+        # Already running (it claims only a task that is due, so it cannot send early): the
+        # reconciler schedules the moved task again. A queued one was taken back just above.
         logger.info("job already released task_id=%s", task_id)
         return
-    queue_of_job = Queue(job.origin or queue_name, connection=connection)
     for registry_queue in {queue_of_job.name, queue_name}:
         Queue(registry_queue, connection=connection).scheduled_job_registry.remove(job)
     job.set_status(JobStatus.SCHEDULED)
-    ScheduledJobRegistry(queue=queue).schedule(job, round_up_to_second(due))
+    ScheduledJobRegistry(queue=queue).schedule(job, release_time(due))
     connection.sadd(Queue.redis_queues_keys, queue.key)
     logger.info("rescheduled task_id=%s job_id=%s due=%s", task_id, job.id, due.isoformat())
 
@@ -188,6 +211,30 @@ def cancel(*, task_id: int) -> None:
     """Cancel and delete the task's job; a missing or already cancelled job is success."""
     _delete(task_id)
     logger.info("cancelled job task_id=%s job_id=%s", task_id, job_id_for(task_id))
+
+
+def discard_jobs(*, task_ids: list[int], queue_name: str) -> int:
+    """Remove the waiting jobs of tasks that another job has claimed and is sending (a batch).
+
+    Only a job still waiting (in the queue or the scheduled registry) is removed, atomically per
+    job, so one that already started is left to find its task RUNNING and do nothing. Saves the
+    worker an RQ round trip per redundant job. Returns how many jobs were removed.
+    """
+    if not task_ids:
+        return 0
+    connection = _connection()
+    queue_key = Queue(queue_name, connection=connection).key
+    registry_key = ScheduledJobRegistry(queue_name, connection=connection).key
+    job_ids = [job_id_for(task_id) for task_id in task_ids]
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.lrem(queue_key, 1, job_id)
+            pipe.zrem(registry_key, job_id)
+        removed = pipe.execute()
+    gone = [job_id for i, job_id in enumerate(job_ids) if removed[2 * i] or removed[2 * i + 1]]
+    if gone:
+        connection.delete(*(Job.key_for(job_id) for job_id in gone))
+    return len(gone)
 
 
 def stop(*, task_id: int) -> None:
@@ -227,6 +274,27 @@ def retries_left() -> int | None:
     return job.retries_left or 0
 
 
+class MailScheduler(RQScheduler):
+    """RQ's scheduler, moving due jobs every SCHEDULER_INTERVAL seconds instead of every 1 s.
+
+    RQ derives its lock TTLs from ``interval`` (Redis wants whole seconds there), so that stays
+    at RQ's 1 s and only the loop's sleep is shorter. The loop is RQ 2.12's ``work``.
+    """
+
+    def work(self) -> None:
+        self._install_signal_handlers()
+        self.register_birth()
+        while True:
+            if self._stop_requested:
+                self.stop()
+                break
+            if self.should_reacquire_locks:
+                self.acquire_locks()
+            self.heartbeat()
+            self.enqueue_scheduled_jobs()
+            time.sleep(float(settings.SCHEDULER_INTERVAL))
+
+
 class MailWorker(SimpleWorker):
     """The worker for reservemail's queues: no fork per job, and a short maintenance interval.
 
@@ -248,6 +316,35 @@ class MailWorker(SimpleWorker):
     @property
     def dequeue_timeout(self) -> int:
         return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """Start RQ's scheduler as RQ 2.12 does, but polling every SCHEDULER_INTERVAL (RQ: 1 s)."""
+        self.scheduler = MailScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            self.scheduler.release_locks()
+            self.scheduler.register_death()
 
 
 def queue_stats() -> dict[str, dict[str, int]]:

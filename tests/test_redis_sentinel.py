@@ -162,7 +162,7 @@ def test_scheduler_reaches_the_master_through_sentinel(sentinel_queues, redis_se
     scheduler.schedule(task_id=424242, due=due)
     direct = redis_server.client()
     score = direct.zscore(ScheduledJobRegistry("high", connection=direct).key, "424242")
-    assert score == scheduler.round_up_to_second(due).timestamp()
+    assert score == scheduler.release_time(due).timestamp()
     scheduler.cancel(task_id=424242)
     assert not direct.exists("rq:job:424242")
 

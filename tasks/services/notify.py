@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from notifications.services import merge_notification
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from notifications.services import merge_notification, merge_notifications
 from tasks.models import Task
 
 
@@ -32,3 +36,20 @@ def notify_ended(task: Task) -> None:
     notify_progress(task)
     if task.reserved_at is not None:
         notify_reserve(task)
+
+
+def notify_many(tasks: Iterable[Task], *, ended: bool = False) -> None:
+    """Merge the entries of many tasks into their owners' lists in one bulk merge, not one per task.
+
+    ``ended`` also updates the ``task_reserve`` list, as notify_ended does for one task.
+    """
+    by_owner: dict[int, list[Task]] = defaultdict(list)
+    for task in tasks:
+        by_owner[task.owner_id].append(task)
+    changes: list[tuple[int, str, Any]] = []
+    for owner_id, owned in by_owner.items():
+        changes.append((owner_id, "task_progress", [_entry(task) for task in owned]))
+        reserved = [_entry(task) for task in owned if task.reserved_at is not None]
+        if ended and reserved:
+            changes.append((owner_id, "task_reserve", reserved))
+    merge_notifications(changes=changes)

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tasks import scheduler
 from tasks.logfields import task_fields
 from tasks.mail import describe, is_permanent, new_message_id, render_message
-from tasks.models import PENDING, Delivery, Task
+from tasks.models import Delivery, Task
 from tasks.services.dispatch import append_log
 from tasks.services.notify import notify_ended, notify_progress
 from tasks.smtp import session
@@ -39,8 +39,8 @@ class Outcome:
 def _wait_until_due(task_id: int) -> bool:
     """Sleep until the task's reserved_at (never send early); False if the job was released too early."""
     row = Task.objects.filter(pk=task_id).values("status", "reserved_at").first()
-    if row is None or row["status"] not in PENDING or row["reserved_at"] is None:
-        return row is not None
+    if row is None or row["status"] != Task.Status.RESERVED or row["reserved_at"] is None:
+        return row is not None  # QUEUED (sent now, or handed back) goes at once
     wait = (row["reserved_at"] - timezone.now()).total_seconds()
     if wait > MAX_EARLY_WAIT:
         logger.warning("job released %.1fs early task_id=%s; leaving it to its schedule", wait, task_id)
@@ -51,9 +51,13 @@ def _wait_until_due(task_id: int) -> bool:
 
 
 def claim_task(*, task_id: int) -> bool:
-    """Move a QUEUED or RESERVED task to RUNNING in one conditional update; False if someone else won."""
+    """Move a QUEUED or due RESERVED task to RUNNING in one conditional update; False if someone else won.
+
+    A reservation whose time lies ahead (moved while its job was already released) is not claimed.
+    """
     now = timezone.now()
-    won = Task.objects.filter(pk=task_id, status__in=PENDING).update(
+    due = Q(status=Task.Status.QUEUED) | Q(status=Task.Status.RESERVED, reserved_at__lte=now)
+    won = Task.objects.filter(due, pk=task_id).update(
         status=Task.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
     )
     return bool(won)
@@ -172,7 +176,12 @@ def run_task(*, task_id: int) -> None:
     A task that cannot be claimed (canceled, or another worker has it) is left alone. Recipients
     already recorded as sent are never sent again. Transient SMTP errors hand the task back and
     re-raise so RQ retries it; permanent (5xx) ones fail that recipient and the task's flag.
+    A due reservation is sent together with the others due in its queue (tasks.services.batch).
     """
+    from tasks.services import batch  # imported here: batch builds on this module
+
+    if batch.batching_enabled() and batch.run_reserved(task_id=task_id):
+        return
     if not _wait_until_due(task_id) or not claim_task(task_id=task_id):
         logger.info("task not claimable task_id=%s", task_id)
         return

@@ -10,7 +10,7 @@ from django.utils import formats, timezone
 from rq.registry import ScheduledJobRegistry
 
 from notifications.models import Notification
-from tasks import services
+from tasks import scheduler, services
 from tasks.mail import MailSpec
 from tasks.models import Task
 
@@ -279,7 +279,7 @@ def test_add_view_reserves_through_the_service(admin_client, user, redis_conn, d
     assert [m.message for m in response.context["messages"]] == [f"Mail #{task.pk} is Reserved."]
     assert (task.owner, task.status, task.reserved_at) == (user, "reserved", local)
     assert task.recipients == ["a@example.com", "b@example.com"] and task.context == {"name": "B"}
-    assert scheduled(redis_conn, task.pk) == local.timestamp()
+    assert scheduled(redis_conn, task.pk) == scheduler.release_time(local).timestamp()
 
 
 def test_add_view_sends_now_without_reserve(admin_client, admin_user, redis_conn, django_capture_on_commit_callbacks):

@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rq.registry import ScheduledJobRegistry
 
-from tasks import services
+from tasks import scheduler, services
 from tasks.mail import MailSpec
 from tasks.models import IdempotencyKey, Task
 from tests.harness import free_port
@@ -221,7 +221,7 @@ def test_create_with_offset_time_reserves(api, redis_conn, django_capture_on_com
     task = Task.objects.get()
     assert response.json() == body_of(task)
     assert (task.status, task.reserved_at, task.queue) == ("reserved", due, "high")
-    assert scheduled_score(redis_conn, task.pk) == due.timestamp()
+    assert scheduled_score(redis_conn, task.pk) == scheduler.release_time(due).timestamp()
 
 
 def test_create_naive_time_is_read_in_default_zone(api):
@@ -353,7 +353,7 @@ def test_patch_reschedules_reservation(api, user, redis_conn, django_capture_on_
     assert response.status_code == 200
     assert response.json() == body_of(task)
     assert task.reserved_at == later
-    assert scheduled_score(redis_conn, task.pk) == later.timestamp()
+    assert scheduled_score(redis_conn, task.pk) == scheduler.release_time(later).timestamp()
 
 
 def test_patch_of_queued_task_is_409(api, user, django_capture_on_commit_callbacks):

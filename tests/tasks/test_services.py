@@ -29,7 +29,10 @@ def reserve(user, capture, *, seconds=600, **kw):
     return task, due
 
 
-def test_reserve_task_creates_row_and_schedules_job_rounded_up(user, redis_conn, django_capture_on_commit_callbacks):
+def test_reserve_task_creates_row_and_schedules_job_released_before_due(
+    user, redis_conn, django_capture_on_commit_callbacks, settings
+):
+    settings.JOB_RELEASE_LEAD = 1.0
     due = timezone.now().replace(microsecond=400_000) + timedelta(minutes=10)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         task = services.reserve_task(owner=user, scheduled_at=due, mail=MAIL, description="June news")
@@ -37,8 +40,9 @@ def test_reserve_task_creates_row_and_schedules_job_rounded_up(user, redis_conn,
     task.refresh_from_db()
     assert (task.status, task.reserved_at, task.failed, task.queue) == ("reserved", due, False, "high")
     assert task.recipients == ["a@example.com", "b@example.com"]
-    # rq keeps whole seconds: the score is the due time rounded up, never down.
-    assert scheduled_score(redis_conn, task.pk) == int(due.timestamp()) + 1
+    # rq keeps whole seconds: the job is released at floor(due - lead), before its time; the job
+    # then waits for the exact due time (never early).
+    assert scheduled_score(redis_conn, task.pk) == int(due.timestamp()) - 1
     job = Job.fetch(str(task.pk), connection=redis_conn)
     assert job.args == (task.pk,)
     assert job.func_name == "tasks.jobs.send_task"
@@ -157,20 +161,30 @@ def test_claim_after_cancel_does_nothing(user, django_capture_on_commit_callback
 
 def test_claim_is_won_once(user, django_capture_on_commit_callbacks):
     task, _ = reserve(user, django_capture_on_commit_callbacks)
+    Task.objects.filter(pk=task.pk).update(reserved_at=timezone.now())  # due now
     assert services.claim_task(task_id=task.pk) is True
     assert services.claim_task(task_id=task.pk) is False
     task.refresh_from_db()
     assert (task.status, task.attempts) == ("running", 1)
 
 
-def test_reschedule_task_moves_job(user, redis_conn, django_capture_on_commit_callbacks):
+def test_claim_refuses_reservation_not_yet_due(user, django_capture_on_commit_callbacks):
+    """A job released early (or a task moved while its job waited) can never send before reserved_at."""
+    task, _ = reserve(user, django_capture_on_commit_callbacks, seconds=90)
+    assert services.claim_task(task_id=task.pk) is False
+    task.refresh_from_db()
+    assert (task.status, task.attempts, task.started_at) == ("reserved", 0, None)
+
+
+def test_reschedule_task_moves_job(user, redis_conn, django_capture_on_commit_callbacks, settings):
+    settings.JOB_RELEASE_LEAD = 1.0
     task, _ = reserve(user, django_capture_on_commit_callbacks)
     new_due = timezone.now().replace(microsecond=0) + timedelta(hours=2)
     with django_capture_on_commit_callbacks(execute=True):
         result = services.reschedule_task(owner=user, task_id=task.pk, scheduled_at=new_due)
     task.refresh_from_db()
     assert result.reserved_at == task.reserved_at == new_due
-    assert scheduled_score(redis_conn, task.pk) == int(new_due.timestamp())
+    assert scheduled_score(redis_conn, task.pk) == int(new_due.timestamp()) - 1
     assert "rescheduled from" in task.log
     assert len(redis_conn.zrange(ScheduledJobRegistry("high", connection=redis_conn).key, 0, -1)) == 1
 

@@ -1,0 +1,1 @@
+"""reservemail's benchmark: ``bench/run`` (see README, Performance)."""

@@ -1,0 +1,233 @@
+"""Mail scenarios: the ceiling, plain RQ, and reservemail's burst, spread and one big task.
+
+Every scenario sends to the same SMTP sink process and measures lateness as the sink's arrival
+time minus the due time of that recipient's reservation.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.procs import Sink, peak_rss_mb, start_mail_worker, start_plain_worker, wait_registered
+from bench.stats import MailRow, summarize
+from tests.harness import RedisServer, stop_process
+
+CONTEXT = {"title": "Our 09:00 newsletter", "body": "Everything that happened this week, in one short mail.\n" * 8}
+
+
+@dataclass
+class Bench:
+    """What every scenario shares: processes, environment and sizes."""
+
+    tmp: Path
+    env: dict[str, str]
+    redis: RedisServer
+    sink: Sink
+    n: int
+    spread: float
+    big: int
+    owners: int = 100  # reservations of the burst and spread belong to this many users
+    reserve_rate: float = 200.0  # reservations/s, measured by the reserve scenario before the mail ones
+    ceiling: MailRow | None = None
+    rows: list[MailRow] = field(default_factory=list)
+
+    def add(self, row: MailRow, *, rss: float | None = None) -> MailRow:
+        row.rss_mb = rss
+        self.rows.append(row)
+        return row
+
+    def set_ratios(self) -> None:
+        """Ratios to the best ceiling run (it runs before and after the others): never flattering."""
+        ceilings = [r.drain for r in self.rows if r.scenario.startswith("ceiling") and r.drain]
+        best = max(ceilings, default=None)
+        for row in self.rows:
+            row.ratio = row.drain / best if best and row.drain else None
+
+
+def _at(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _recipients(prefix: str, n: int) -> list[str]:
+    tag = uuid.uuid4().hex[:6]
+    return [f"{prefix}-{tag}-{i}@bench.example" for i in range(n)]
+
+
+def _sleep_until(ts: float) -> None:
+    while (left := ts - time.time()) > 0:
+        time.sleep(min(left, 0.05) if left < 0.1 else left - 0.05)
+
+
+def run_ceiling(bench: Bench, *, label: str = "ceiling: 1 process, 1 SMTP connection") -> MailRow:
+    """One process, one reused SMTP connection, rendering the same template: the physical limit."""
+    from django.core.mail import get_connection
+
+    from tasks.mail import new_message_id, render_message
+
+    recipients = _recipients("ceiling", bench.n)
+    bench.sink.mark()
+    connection = get_connection("django.core.mail.backends.smtp.EmailBackend", fail_silently=False)
+    connection.open()
+    render_message(template="newsletter", context=CONTEXT, recipient="warm@bench.example", message_id="<w@b>")
+    due = time.time() + 1.0
+    _sleep_until(due)
+    for rcpt in recipients:
+        message = render_message(template="newsletter", context=CONTEXT, recipient=rcpt, message_id=new_message_id())
+        connection.send_messages([message])
+    connection.close()
+    arrivals = bench.sink.wait_for(bench.n, timeout=60, idle=10)
+    row = summarize(label, arrivals, dict.fromkeys(recipients, due))
+    if bench.ceiling is None or (row.drain or 0) > (bench.ceiling.drain or 0):
+        bench.ceiling = row
+    return bench.add(row)
+
+
+@contextmanager
+def _workers(bench: Bench, start: Callable[[str, Path], Any], count: int):  # noqa: ANN202
+    """Start ``count`` worker processes, yield them, then stop them by PID (after reading peak RSS)."""
+    procs = []
+    try:
+        for i in range(count):
+            name = f"bench-{uuid.uuid4().hex[:8]}-{i}"
+            log = bench.tmp / f"{name}.log"
+            proc = start(name, log)
+            procs.append(proc)
+            wait_registered(bench.redis.client(), proc, name, log)
+        yield procs
+    finally:
+        for proc in procs:
+            stop_process(proc)
+
+
+def run_plain_rq(bench: Bench, *, workers: int = 1) -> MailRow:
+    """``Queue.enqueue_at`` of a plain send function, stock forking ``rq worker --with-scheduler``."""
+    from redis import Redis
+    from rq import Queue
+
+    from bench.plain_job import send_one
+
+    bench.redis.client().flushdb()
+    recipients = _recipients("plain", bench.n)
+    queue = Queue("plain", connection=Redis.from_url(bench.redis.url))
+
+    def start(name: str, log: Path):  # noqa: ANN202
+        return start_plain_worker(bench.env, name=name, log=log, redis_url=bench.redis.url)
+
+    with _workers(bench, start, workers) as procs:
+        bench.sink.mark()
+        due = time.time() + 2.0 + bench.n / 1000
+        port = bench.sink.port
+        for rcpt in recipients:
+            mid = f"<{uuid.uuid4().hex}@bench.example>"
+            queue.enqueue_at(_at(due), send_one, "127.0.0.1", port, rcpt, mid, CONTEXT["title"], CONTEXT["body"])
+        timeout = due - time.time() + bench.n / 10 + 30
+        arrivals = bench.sink.wait_for(bench.n, timeout=timeout, idle=15, not_before=due)
+        rss = max(peak_rss_mb(p.pid) for p in procs)
+    label = f"plain RQ: enqueue_at + stock rq worker x{workers}"
+    return bench.add(summarize(label, arrivals, dict.fromkeys(recipients, due)), rss=rss)
+
+
+def _owners(label: str, count: int) -> list:  # type: ignore[type-arg]
+    from django.contrib.auth import get_user_model
+
+    tag = uuid.uuid4().hex[:6]
+    users = get_user_model().objects
+    return [users.create_user(username=f"{label}-{tag}-{i}", password=None) for i in range(count)]
+
+
+def _reserve_all(owners: list, plan: list[tuple[tuple[str, ...], float]]) -> list[int]:  # type: ignore[type-arg]
+    """Reserve one task per (recipients, due) through the service, as users would (round robin)."""
+    from tasks.mail import MailSpec
+    from tasks.services import reserve_task
+
+    ids = []
+    for i, (recipients, due) in enumerate(plan):
+        spec = MailSpec(template="newsletter", recipients=recipients, context=CONTEXT)
+        owner = owners[i % len(owners)]
+        task = reserve_task(owner=owner, scheduled_at=_at(due), mail=spec, description="bench newsletter")
+        ids.append(task.pk)
+    return ids
+
+
+def _mail_workers(bench: Bench, *, count: int, extra_env: dict[str, str], worker_class: str | None):  # noqa: ANN202
+    env = {**bench.env, **extra_env}
+
+    def start(name: str, log: Path):  # noqa: ANN202
+        return start_mail_worker(env, name=name, log=log, worker_class=worker_class)
+
+    return _workers(bench, start, count)
+
+
+def run_reservemail(
+    bench: Bench,
+    label: str,
+    *,
+    spread: float = 0.0,
+    n: int | None = None,
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
+    worker_class: str | None = None,
+) -> MailRow:
+    """Reserve ``n`` one-recipient tasks through the service, due at one instant (or spread), and drain them."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    bench.redis.client().flushdb()
+    n = n or bench.n
+    owners = _owners("burst", min(bench.owners, n))
+    recipients = _recipients("rm", n)
+    with _mail_workers(bench, count=workers, extra_env=extra_env or {}, worker_class=worker_class) as procs:
+        bench.sink.mark()
+        setup = time.time()
+        start_at = setup + 2.0 + 1.5 * n / max(bench.reserve_rate, 50.0)
+        rng = random.Random(42)
+        dues = [start_at + (rng.uniform(0, spread) if spread else 0.5) for _ in recipients]
+        # The release time is computed where the job is scheduled: in this process.
+        lead = float((extra_env or {}).get("JOB_RELEASE_LEAD", settings.JOB_RELEASE_LEAD))
+        with override_settings(JOB_RELEASE_LEAD=lead):
+            _reserve_all(owners, [((r,), due) for r, due in zip(recipients, dues, strict=True)])
+        created = time.time()
+        last_due = max(dues)
+        timeout = last_due - time.time() + n / 10 + 30
+        arrivals = bench.sink.wait_for(n, timeout=timeout, idle=15, not_before=last_due)
+        rss = max(peak_rss_mb(p.pid) for p in procs)
+    row = summarize(label, arrivals, dict(zip(recipients, dues, strict=True)), drain=not spread)
+    if created > min(dues) - 0.5:
+        row.notes.append(f"reserving took {created - setup:.1f}s, ended <0.5s before the first due time")
+    return bench.add(row, rss=rss)
+
+
+def run_big_task(bench: Bench) -> MailRow:
+    """One reservation with ``big`` recipients; progress is sampled from the notification while it runs."""
+    from notifications.models import Notification
+
+    bench.redis.client().flushdb()
+    (owner,) = _owners("big", 1)
+    recipients = _recipients("big", bench.big)
+    with _mail_workers(bench, count=1, extra_env={}, worker_class=None) as procs:
+        bench.sink.mark()
+        due = time.time() + 3.0 + bench.big / 5000
+        (task_id,) = _reserve_all([owner], [(tuple(recipients), due)])
+        seen: list[int] = []
+        deadline = due + bench.big / 50 + 60
+        while time.time() < deadline:
+            row = Notification.objects.filter(owner=owner, name="task_progress").values_list("payload", flat=True)
+            for entry in (row.first() or {}).get("data", []):
+                if entry["task_id"] == task_id and (not seen or seen[-1] != entry["progress"]):
+                    seen.append(entry["progress"])
+            if seen and seen[-1] == 100:
+                break
+            time.sleep(0.2)
+        arrivals = bench.sink.wait_for(bench.big, timeout=30, idle=10)
+        rss = max(peak_rss_mb(p.pid) for p in procs)
+    row = summarize(f"reservemail: 1 task, {bench.big} recipients", arrivals, dict.fromkeys(recipients, due))
+    row.notes.append(f"progress seen in notifications: {len(seen)} values ({', '.join(map(str, seen[:12]))}...)")
+    return bench.add(row, rss=rss)
