@@ -7,4 +7,5 @@ urlpatterns = [
     path("", views.mail_form, name="mail"),
     path("tasks/", views.history, name="history"),
     path("tasks/<int:task_id>/cancel/", views.cancel, name="cancel"),
+    path("healthz", views.healthz, name="healthz"),
 ]

@@ -5,16 +5,17 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from reservemail.exceptions import ReservemailError
 from tasks import services
 from tasks.exceptions import TaskNotFoundError
 from tasks.forms import MailForm
+from tasks.health import health_report
 from tasks.mail import MailSpec
 from tasks.selectors import list_tasks_of
 
@@ -63,3 +64,10 @@ def cancel(request: HttpRequest, task_id: int) -> HttpResponse:
     if url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         return redirect(next_url)
     return redirect("tasks:mail")
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The health report as JSON: 200 when all is well, 503 when something needs attention."""
+    report = health_report()
+    return JsonResponse(report, status=200 if report["ok"] else 503)
