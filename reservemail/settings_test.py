@@ -18,3 +18,5 @@ LANGUAGE_CODE = "en"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# WhiteNoise warns (an error under pytest) when STATIC_ROOT is missing; tests never collect static.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -21,8 +21,7 @@ import django_rq
 from django.conf import settings
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import Retry
+from rq import Retry, worker_registration
 from rq.command import send_stop_job_command
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
@@ -359,9 +358,9 @@ class MailWorker(SimpleWorker):
     scheduler process; RQ's default is 10 minutes, and an idle worker only reaches it when its
     blocking pop returns (after ~405 s), so after a Redis outage reservations could wait that long.
     Here maintenance runs every WORKER_MAINTENANCE_INTERVAL seconds, the blocking pop returns as
-    often, reconnect back-off is capped at 2 s, a Redis socket timeout (a hung Redis) is retried
-    instead of ending the worker, and every RECONCILE_INTERVAL seconds one worker (a Redis lock
-    decides which) runs the reconciler.
+    often, reconnect back-off is capped at 2 s, Redis errors and socket timeouts (a hung Redis)
+    are retried instead of ending the worker, and every RECONCILE_INTERVAL seconds one worker (a
+    Redis lock decides which) runs the reconciler.
     """
 
     max_connection_wait_time = 2.0
@@ -387,13 +386,55 @@ class MailWorker(SimpleWorker):
         while True:
             try:
                 return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-            except RedisTimeoutError as exc:  # RQ would end the worker here
-                self.log.error("Worker %s: Redis timed out (%s); retrying in 1 s", self.name, exc)
+            except RedisError as exc:  # a timeout, or an error before RQ's own retry loop: RQ would quit
+                self.log.error("Worker %s: Redis error while waiting for jobs (%s); retrying in 1 s", self.name, exc)
                 time.sleep(1.0)
 
+    # RQ's work loop ends the worker on any Redis error outside its blocking pop. A worker that
+    # quits needs a supervisor to come back; one that waits keeps its scheduler coming back too.
+    # So the calls the loop makes between pops log Redis errors and carry on.
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except RedisError as exc:
+            self.log.error("Worker %s: Redis error checking suspension (%s); carrying on", self.name, exc)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        try:
+            super().heartbeat(timeout)
+        except RedisError as exc:
+            self.log.error("Worker %s: Redis error on heartbeat (%s); carrying on", self.name, exc)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except RedisError as exc:
+            # The job ran (or not); its task row says which. Only RQ's bookkeeping is lost.
+            self.log.error("Worker %s: Redis error around job %s (%s); the task row decides", self.name, job.id, exc)
+
     def run_maintenance_tasks(self) -> None:
-        super().run_maintenance_tasks()
+        try:
+            super().run_maintenance_tasks()
+            self._ensure_registered()
+        except RedisError as exc:
+            self.log.error("Worker %s: Redis error in maintenance (%s); carrying on", self.name, exc)
+            return
         self._reconcile_if_due()
+
+    def _ensure_registered(self) -> None:
+        """Register again if Redis lost our keys (restarted without persistence), so health sees us."""
+        if self.connection.sismember(self.redis_workers_keys, self.key):
+            return
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, mapping=self.serialize())
+            pipe.expire(self.key, self.worker_ttl + 60)
+            pipe.execute()
+        worker_registration.register(self)
+        self.log.warning("Worker %s: Redis had lost this worker's registration; registered again", self.name)
 
     def _reconcile_if_due(self) -> None:
         if settings.RECONCILE_INTERVAL <= 0 or not take_lock("reconcile", ttl=settings.RECONCILE_INTERVAL):
