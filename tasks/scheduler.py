@@ -44,6 +44,7 @@ __all__ = [
     "SCHEDULER_QUEUE",
     "SEND_QUEUE",
     "JobInfo",
+    "break_dead_scheduler_locks",
     "QueueError",
     "cancel",
     "enqueue",
@@ -324,6 +325,26 @@ def scheduler_status(*, stale_after: float = 10.0) -> dict[str, dict[str, Any]]:
         age = round(now - utcparse(beat).replace(tzinfo=UTC).timestamp(), 1) if beat else None
         status[name] = {"holder": holder, "heartbeat_age": age, "alive": age is not None and age <= stale_after}
     return status
+
+
+_DELETE_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def break_dead_scheduler_locks(*, stale_after: float = 10.0) -> list[str]:
+    """Delete scheduler locks whose holder stopped heart-beating, so a live worker's scheduler takes over.
+
+    RQ keeps a dead scheduler's lock for 60 s more, and no other scheduler releases jobs meanwhile.
+    The lock is deleted only if it still names the same holder (compare-and-delete). Returns the
+    queue names whose lock was broken.
+    """
+    connection = _connection()
+    broken = []
+    for name, state in scheduler_status(stale_after=stale_after).items():
+        key = RQScheduler.get_locking_key(name)
+        if state["holder"] and not state["alive"] and connection.eval(_DELETE_IF_EQUAL, 1, key, state["holder"]):
+            logger.warning("broke the lock of dead scheduler %s queue=%s", state["holder"], name)
+            broken.append(name)
+    return broken
 
 
 def worker_counts(*, stale_after: float = 60.0) -> dict[str, int]:

@@ -40,14 +40,16 @@ class ReconcileReport:
     recovered: list[int] = field(default_factory=list)  # RUNNING with a dead worker: queued again
     failed: list[int] = field(default_factory=list)  # RUNNING with a dead worker, no attempt left
     missed: list[int] = field(default_factory=list)  # reservations later than the grace: not sent
+    locks_broken: list[str] = field(default_factory=list)  # queues whose scheduler lock a dead process held
 
     @property
     def changed(self) -> bool:
-        return any((self.scheduled, self.enqueued, self.released, self.recovered, self.failed, self.missed))
+        found = (self.scheduled, self.enqueued, self.released, self.recovered, self.failed, self.missed)
+        return any(found) or bool(self.locks_broken)
 
     def summary(self) -> str:
         parts = [f"checked={self.checked}", f"redis_ok={self.redis_ok}"]
-        for name in ("scheduled", "enqueued", "released", "recovered", "failed", "missed"):
+        for name in ("scheduled", "enqueued", "released", "recovered", "failed", "missed", "locks_broken"):
             ids = getattr(self, name)
             parts.append(f"{name}={len(ids)}" + (f"{ids[:20]}" if ids else ""))
         return " ".join(parts)
@@ -93,6 +95,8 @@ def reconcile_tasks(*, now: datetime | None = None) -> ReconcileReport:
 
     - RUNNING with no heartbeat for HEARTBEAT_TIMEOUT s (its worker died): back to QUEUED with a
       fresh job while attempts remain, else FINISHED + failed; either way a log line on the row.
+    - A scheduler lock whose holder stopped heart-beating: deleted, so a live worker's scheduler
+      takes it at its next maintenance step.
     - Jobs overdue in a scheduled registry by RELEASE_OVERDUE_SECONDS (dead or paused scheduler):
       moved onto their queue.
     - RESERVED with no scheduled or released job: scheduled again at its time (at once if due), or
@@ -103,6 +107,7 @@ def reconcile_tasks(*, now: datetime | None = None) -> ReconcileReport:
     report = ReconcileReport()
     _recover_stuck(now, report)
     try:
+        report.locks_broken = scheduler.break_dead_scheduler_locks()
         report.released = scheduler.release_overdue(older_than=settings.RELEASE_OVERDUE_SECONDS)
         _repair_pending(now, report)
     except scheduler.QueueError as exc:

@@ -1,6 +1,6 @@
 """The reconciler against the real test Redis: what it repairs, what it leaves alone."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -174,3 +174,14 @@ def test_reservation_sent_now_is_sent_at_once(user, smtp, fast_lead, django_capt
     send_task(task.pk)
     assert Task.objects.get(pk=task.pk).status == "finished"
     assert len(smtp.received) == 1
+
+
+def test_reconcile_breaks_the_lock_of_a_dead_scheduler_only(redis_conn):
+    redis_conn.set("rq:scheduler-lock:high", "dead-one", ex=60)
+    redis_conn.hset("rq:scheduler:dead-one", mapping={"last_heartbeat": "2020-01-01T00:00:00.000000Z"})
+    redis_conn.set("rq:scheduler-lock:default", "live-one", ex=60)
+    now = timezone.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    redis_conn.hset("rq:scheduler:live-one", mapping={"last_heartbeat": now})
+    assert services.reconcile_tasks().locks_broken == ["high"]
+    assert redis_conn.get("rq:scheduler-lock:high") is None
+    assert redis_conn.get("rq:scheduler-lock:default") == b"live-one"
