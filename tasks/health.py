@@ -46,8 +46,13 @@ def _overdue(now: datetime) -> dict[str, Any]:
     }
 
 
+PROBE_TIMEOUT = 1.0  # a hung Redis costs a health check (and an admin page) at most this long
+
+
 def _redis() -> dict[str, Any]:
     try:
+        if not scheduler.ping(timeout=min(PROBE_TIMEOUT, settings.REDIS_SOCKET_TIMEOUT)):
+            raise scheduler.QueueError(f"no answer within {PROBE_TIMEOUT} s")
         policy = scheduler.eviction_policy()
         return {
             "redis": {"ok": True, "maxmemory_policy": policy, "evicts_keys": policy not in (None, "noeviction")},

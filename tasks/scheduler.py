@@ -112,10 +112,12 @@ def _new_job(queue: Queue, task_id: int) -> Job:
     )
 
 
-def ping() -> bool:
-    """Return True when Redis answers within the socket timeout."""
+def ping(*, timeout: float | None = None) -> bool:
+    """Return True when Redis answers within ``timeout`` seconds (default: the socket timeout)."""
+    url = settings.RQ_QUEUES[SCHEDULER_QUEUE]["URL"]
+    client = _client(url, timeout) if timeout is not None else _connection()
     try:
-        return bool(_connection().ping())
+        return bool(client.ping())
     except RedisError:
         return False
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from tasks import health, scheduler
 from tasks.models import Task
-from tests.harness import free_port, wait_until
+from tests.harness import RedisServer, free_port, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -56,8 +56,24 @@ def test_health_report_with_redis_down_answers_fast(settings, monkeypatch):
     started = time.monotonic()
     report = health.health_report()
     assert time.monotonic() - started < settings.REDIS_SOCKET_TIMEOUT + 1
-    assert report["redis"]["ok"] is False and "ConnectionError" in report["redis"]["error"]
+    assert report["redis"] == {"ok": False, "error": "RedisError: no answer within 1.0 s"}
     assert report["problems"][0] == "Redis unavailable"
+
+
+def test_health_report_with_redis_frozen_takes_at_most_the_probe_timeout(settings, monkeypatch):
+    server = RedisServer().start()
+    try:
+        for config in settings.RQ_QUEUES.values():
+            monkeypatch.setitem(config, "URL", server.url)
+        server.pause()
+        started = time.monotonic()
+        report = health.health_report()
+        took = time.monotonic() - started
+    finally:
+        server.resume()
+        server.stop()
+    assert report["redis"]["ok"] is False
+    assert took < health.PROBE_TIMEOUT + 1
 
 
 def test_healthz_is_503_json_when_something_is_wrong(client):
