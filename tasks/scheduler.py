@@ -281,7 +281,7 @@ def release_overdue(*, older_than: float) -> list[int]:
         queue = _queue(name)
         key = queue.scheduled_job_registry.key
         for raw in connection.zrangebyscore(key, 0, cutoff, start=0, num=1000):
-            job_id = raw.decode()
+            job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             if not connection.zrem(key, job_id):
                 continue
             try:

@@ -59,21 +59,29 @@ def test_baseline_reservations_arrive_never_early(rig, owners, capsys):
 
 
 def test_cancel_racing_due_time(rig, owners, capsys):
-    """Case 6: cancels landing -700..+700 ms around the due time: canceled and silent, or sent and refused."""
+    """Case 6: cancels landing -700..+700 ms around the due time: canceled and silent, or sent and refused.
+
+    RQ releases a job up to ~2 s after its fractional due time (whole-second due times, 1 s polling),
+    so most of those cancels win; a third more trials land 0.7-2.5 s after the due time, where the
+    cancel really races the worker's claim.
+    """
     rng = random.Random(6)
     rig.start_redis("everysec")
     for name in ("a", "b"):
         rig.start_worker(name)
     trials = size(300, 2000)
+    late_trials = trials // 3
     first = timezone.now() + timedelta(seconds=4)
-    span = trials * 0.06
+    span = (trials + late_trials) * 0.05
     plan = []
-    for i in range(trials):
+    for i in range(trials + late_trials):
         due = first + timedelta(seconds=rng.uniform(0, span))
         task = services.reserve_task(
             owner=owners[i % len(owners)], scheduled_at=due, mail=one(f"race{i}@example.com"), description=f"race{i}"
         )
-        plan.append((due + timedelta(seconds=rng.uniform(-0.7, 0.7)), task.pk, task.owner))
+        offset = rng.uniform(-0.7, 0.7) if i < trials else rng.uniform(0.7, 2.5)
+        plan.append((due + timedelta(seconds=offset), task.pk, task.owner))
+    around = {pk for _, pk, _ in plan[:trials]}
     answers: dict[int, str] = {}
     for cancel_at, task_id, owner in sorted(plan, key=lambda p: p[0]):
         wait = (cancel_at - timezone.now()).total_seconds()
@@ -94,8 +102,10 @@ def test_cancel_racing_due_time(rig, owners, capsys):
         "6 cancel race",
         classes,
         capsys,
-        cancel_success=sum(1 for a in answers.values() if a == "success"),
-        cancel_conflict=sum(1 for a in answers.values() if a == "conflict"),
+        success_within_700ms=sum(1 for pk, a in answers.items() if a == "success" and pk in around),
+        conflict_within_700ms=sum(1 for pk, a in answers.items() if a == "conflict" and pk in around),
+        success_later=sum(1 for pk, a in answers.items() if a == "success" and pk not in around),
+        conflict_later=sum(1 for pk, a in answers.items() if a == "conflict" and pk not in around),
         mismatched=len(mismatched),
     )
     assert not mismatched, [(pk, classes[pk], answers[pk]) for pk in mismatched[:10]]
