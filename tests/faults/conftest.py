@@ -6,20 +6,22 @@ Size: the default keeps the suite within CI's budget; FAULTS_FULL=1 runs every c
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from rq.job import Job
 
-from tasks import scheduler
+from tasks import scheduler, services
+from tasks.mail import MailSpec
 from tasks.models import Task
 from tests.conftest import database_url
 from tests.harness import (
@@ -34,6 +36,7 @@ from tests.harness import (
 )
 
 FULL = os.environ.get("FAULTS_FULL", "") not in ("", "0")
+TIMEOUT = 1800 if FULL else 300  # seconds per test (pytest-timeout)
 
 # Short bounds so recoveries happen within a test; production defaults are in settings.py.
 FAST = {
@@ -187,6 +190,22 @@ def owners(transactional_db):  # noqa: ANN201
     return [model.objects.create_user(username=f"owner{i}", password="pw-owner-123") for i in range(10)]
 
 
+def one(address: str) -> MailSpec:
+    return MailSpec(template="welcome", recipients=(address,), context={"name": "F"})
+
+
+def reserve_many(owners, count: int, low: float, high: float, *, tag: str, rng: random.Random) -> list[int]:
+    """Reserve ``count`` one-recipient mails at random fractional times ``low``-``high`` s after each reserve."""
+    ids = []
+    for i in range(count):
+        due = timezone.now() + timedelta(seconds=rng.uniform(low, high))
+        task = services.reserve_task(
+            owner=owners[i % len(owners)], scheduled_at=due, mail=one(f"{tag}{i}@example.com"), description=f"{tag}{i}"
+        )
+        ids.append(task.pk)
+    return ids
+
+
 def arrival_by_task(task_ids: list[int], sink: SmtpSink) -> dict[int, list[float]]:
     """Sink arrival times per task, matched through the deliveries' Message-IDs."""
     from tasks.models import Delivery
@@ -214,13 +233,3 @@ def claimed_early(task_ids: list[int]) -> int:
     """Tasks whose worker claimed them before their due time (never allowed)."""
     rows = Task.objects.filter(pk__in=task_ids, started_at__isnull=False).values_list("started_at", "reserved_at")
     return sum(1 for started, due in rows if due is not None and started < due)
-
-
-def stamp() -> float:
-    return time.time()
-
-
-def aware(ts: float) -> datetime:
-    from datetime import UTC
-
-    return datetime.fromtimestamp(ts, tz=UTC)

@@ -14,26 +14,10 @@ from tasks import services
 from tasks.exceptions import TaskStateError
 from tasks.mail import MailSpec
 from tasks.models import Delivery, Task
-from tests.faults.conftest import claimed_early, lateness, size
+from tests.faults.conftest import TIMEOUT, claimed_early, lateness, one, reserve_many, size
 from tests.faults.oracle import classify, lateness_figures, report
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
-
-
-def one(address: str) -> MailSpec:
-    return MailSpec(template="welcome", recipients=(address,), context={"name": "F"})
-
-
-def reserve_many(owners, count: int, low: float, high: float, *, tag: str, rng: random.Random) -> list[int]:
-    """Reserve ``count`` one-recipient mails at random fractional times ``low``-``high`` s after each reserve."""
-    ids = []
-    for i in range(count):
-        due = timezone.now() + timedelta(seconds=rng.uniform(low, high))
-        task = services.reserve_task(
-            owner=owners[i % len(owners)], scheduled_at=due, mail=one(f"{tag}{i}@example.com"), description=f"{tag}{i}"
-        )
-        ids.append(task.pk)
-    return ids
+pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.timeout(TIMEOUT)]
 
 
 def test_baseline_reservations_arrive_never_early(rig, owners, capsys):

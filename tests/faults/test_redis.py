@@ -17,12 +17,11 @@ from tasks import scheduler, services
 from tasks.admin import TaskAdmin
 from tasks.models import Task
 from tests.conftest import database_url
-from tests.faults.conftest import arrival_by_task, claimed_early, lateness, size
+from tests.faults.conftest import TIMEOUT, arrival_by_task, claimed_early, lateness, one, reserve_many, size
 from tests.faults.oracle import classify, lateness_figures, report
-from tests.faults.test_delivery import one, reserve_many
 from tests.harness import ROOT, wait_until, worker_env
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.timeout(TIMEOUT)]
 
 
 def _all_have_jobs(task_ids: list[int]) -> bool:

@@ -12,12 +12,11 @@ from django.utils import timezone
 from tasks import services
 from tasks.mail import MailSpec
 from tasks.models import Delivery, Task
-from tests.faults.conftest import claimed_early, lateness, size
+from tests.faults.conftest import TIMEOUT, claimed_early, lateness, reserve_many, size
 from tests.faults.oracle import classify, lateness_figures, report
-from tests.faults.test_delivery import reserve_many
 from tests.harness import wait_until
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.timeout(TIMEOUT)]
 
 THREE = ("k1@example.com", "k2@example.com", "k3@example.com")
 
