@@ -27,15 +27,24 @@ def test_baseline_reservations_arrive_never_early(rig, owners, capsys):
     for name in ("a", "b"):
         rig.start_worker(name)
     count = size(300, 5000)
+    # 300 fall due within ~40 s; at full size the window widens to keep the arrival rate near
+    # 20 a second, about what two workers on a shared 2-core machine sustain (issue 6 measures it).
+    high = max(40.0, count / 20)
     started = time.monotonic()
-    ids = reserve_many(owners, count, 5, 40, tag="base", rng=rng)
+    ids = reserve_many(owners, count, 5, high, tag="base", rng=rng)
     reserve_seconds = time.monotonic() - started
-    rig.wait_ended(ids, timeout=40 + reserve_seconds + 120)
+    rig.wait_ended(ids, timeout=high + reserve_seconds + 120)
     classes = classify(ids, rig.sink.received)
     late = lateness(ids, rig.sink)
     figures = lateness_figures(late)
     counts = report(
-        "1 baseline", classes, capsys, **figures, claimed_early=claimed_early(ids), reserve_s=round(reserve_seconds, 1)
+        "1 baseline",
+        classes,
+        capsys,
+        **figures,
+        claimed_early=claimed_early(ids),
+        reserve_s=round(reserve_seconds, 1),
+        window_s=f"5-{high:.0f}",
     )
     assert counts["exactly_once"] == count, counts
     assert figures["early"] == 0
@@ -55,7 +64,7 @@ def test_cancel_racing_due_time(rig, owners, capsys):
         rig.start_worker(name)
     trials = size(300, 2000)
     late_trials = trials // 3
-    first = timezone.now() + timedelta(seconds=4)
+    first = timezone.now() + timedelta(seconds=4 + (trials + late_trials) * 0.02)  # after the last reserve
     span = (trials + late_trials) * 0.05
     plan = []
     for i in range(trials + late_trials):
