@@ -182,6 +182,13 @@ JOB_RELEASE_LEAD = float(os.environ.get("JOB_RELEASE_LEAD", "1.0"))
 # How often the RQ scheduler process moves due jobs to their queue (RQ's default is 1 s).
 SCHEDULER_INTERVAL = float(os.environ.get("SCHEDULER_INTERVAL", "0.2"))
 
+# --- Reconciler and health (the database is the truth; Redis only delivers) -----------------
+RECONCILE_INTERVAL = env_int("RECONCILE_INTERVAL", 10)  # seconds between worker-side reconcile runs
+HEARTBEAT_TIMEOUT = env_int("HEARTBEAT_TIMEOUT", 120)  # a RUNNING task silent this long lost its worker
+MISSED_GRACE_MINUTES = env_int("MISSED_GRACE_MINUTES", 60)  # send a late reservation if at most this late
+OVERDUE_GRACE_SECONDS = env_int("OVERDUE_GRACE_SECONDS", 30)  # health: reserved and due longer ago is overdue
+RELEASE_OVERDUE_SECONDS = env_int("RELEASE_OVERDUE_SECONDS", 3)  # reconciler releases jobs the scheduler left
+
 # --- Mail -------------------------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "reservemail <noreply@localhost>")
 EMAIL_URL = os.environ.get("EMAIL_URL", "")

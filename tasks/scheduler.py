@@ -11,6 +11,8 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal
@@ -19,8 +21,8 @@ import django_rq
 from django.conf import settings
 from django_rq.connection_utils import get_redis_connection
 from redis import Redis
-from redis.exceptions import RedisError
-from rq import Retry
+from redis.exceptions import RedisError, ResponseError
+from rq import Retry, worker_registration
 from rq.command import send_stop_job_command
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
@@ -28,6 +30,7 @@ from rq.job import Job, JobStatus, get_current_job
 from rq.queue import Queue
 from rq.registry import ScheduledJobRegistry
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+from rq.utils import utcparse
 from rq.worker import SimpleWorker, Worker
 
 logger = logging.getLogger(__name__)
@@ -42,17 +45,26 @@ JobState = Literal["scheduled", "queued", "started", "deferred", "finished", "fa
 __all__ = [
     "SCHEDULER_QUEUE",
     "SEND_QUEUE",
+    "JobInfo",
+    "break_dead_scheduler_locks",
     "QueueError",
     "cancel",
     "discard_jobs",
     "enqueue",
+    "eviction_policy",
+    "inspect_jobs",
     "job_id_for",
     "job_state",
     "ping",
+    "release_overdue",
+    "requeue",
     "reschedule",
     "retries_left",
     "schedule",
+    "scheduler_status",
     "stop",
+    "take_lock",
+    "worker_counts",
 ]
 
 # Redis errors and socket timeouts reach callers as this one type.
@@ -134,10 +146,12 @@ def _new_job(queue: Queue, task_id: int, retries_used: int = 0) -> Job:
     )
 
 
-def ping() -> bool:
-    """Return True when Redis answers within the socket timeout."""
+def ping(*, timeout: float | None = None) -> bool:
+    """Return True when Redis answers within ``timeout`` seconds (default: the socket timeout)."""
+    url = settings.RQ_QUEUES[SCHEDULER_QUEUE].get("URL")  # absent with Sentinel
+    client = _client(url, timeout) if timeout is not None and url else _connection()
     try:
-        return bool(_connection().ping())
+        return bool(client.ping())
     except RedisError:
         return False
 
@@ -295,19 +309,169 @@ class MailScheduler(RQScheduler):
             time.sleep(float(settings.SCHEDULER_INTERVAL))
 
 
+@dataclass(frozen=True)
+class JobInfo:
+    """What Redis holds for one task's job: its status and queue (None: no job), its scheduled time."""
+
+    status: str | None
+    origin: str | None
+    scheduled_at: float | None  # score in a ScheduledJobRegistry (epoch seconds), None if not scheduled
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def inspect_jobs(task_ids: Sequence[int], *, chunk: int = 500) -> dict[int, JobInfo]:
+    """Return the job of each task as Redis sees it, in pipelined round trips (for the reconciler)."""
+    connection = _connection()
+    registry_keys = [ScheduledJobRegistry(name, connection=connection).key for name in QUEUE_NAMES]
+    width = 1 + len(registry_keys)
+    found: dict[int, JobInfo] = {}
+    for start in range(0, len(task_ids), chunk):
+        ids = task_ids[start : start + chunk]
+        with connection.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.hmget(Job.key_for(job_id_for(task_id)), ["status", "origin"])
+                for key in registry_keys:
+                    pipe.zscore(key, job_id_for(task_id))
+            replies = pipe.execute()
+        for i, task_id in enumerate(ids):
+            (status, origin), *scores = replies[i * width : (i + 1) * width]
+            score = next((float(value) for value in scores if value is not None), None)
+            found[task_id] = JobInfo(_text(status), _text(origin), score)
+    return found
+
+
+def is_waiting_in_queue(*, task_id: int, queue_name: str) -> bool:
+    """True if the task's job id sits in the queue's list (or its intermediate list) waiting for a worker."""
+    connection = _connection()
+    key = Queue(queue_name, connection=connection).key
+    job_id = job_id_for(task_id)
+    return connection.lpos(key, job_id) is not None or connection.lpos(f"{key}:intermediate", job_id) is not None
+
+
+def release_overdue(*, older_than: float) -> list[int]:
+    """Move jobs that RQ's scheduler should have released ``older_than`` seconds ago onto their queue.
+
+    A backup for a dead, paused or lock-less scheduler. Whoever removes a job id from the scheduled
+    registry first (ZREM returns 1) enqueues it, so two reconcilers never both release it; a race
+    with RQ's own non-atomic release can queue the same job id twice, and the task's conditional
+    claim makes the second run a no-op. Returns the task ids released.
+    """
+    connection = _connection()
+    cutoff = time.time() - older_than
+    released: list[int] = []
+    for name in QUEUE_NAMES:
+        queue = _queue(name)
+        key = queue.scheduled_job_registry.key
+        for raw in connection.zrangebyscore(key, 0, cutoff, start=0, num=1000):
+            job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if not connection.zrem(key, job_id):
+                continue
+            try:
+                job = Job.fetch(job_id, connection=connection)
+            except NoSuchJobError:
+                continue
+            queue.enqueue_job(job)
+            logger.warning("released overdue job the scheduler left job_id=%s queue=%s", job_id, name)
+            if job_id.isdigit():
+                released.append(int(job_id))
+    return released
+
+
+def requeue(*, task_id: int, queue_name: str = SEND_QUEUE) -> None:
+    """Replace the task's job, whatever RQ thinks of it (started by a dead worker, failed), by a fresh queued one."""
+    _delete(task_id)
+    queue = _queue(queue_name)
+    try:
+        queue.enqueue_job(_new_job(queue, task_id), unique=True)
+    except DuplicateJobError:
+        logger.info("job re-created meanwhile, leaving it task_id=%s", task_id)
+        return
+    logger.info("requeued task_id=%s job_id=%s queue=%s", task_id, job_id_for(task_id), queue_name)
+
+
+def take_lock(name: str, *, ttl: float) -> bool:
+    """Take a Redis lock that expires by itself after ``ttl`` seconds (never released early)."""
+    return bool(_connection().set(f"reservemail:lock:{name}", "1", nx=True, px=max(1, int(ttl * 1000))))
+
+
+def scheduler_status(*, stale_after: float = 10.0) -> dict[str, dict[str, Any]]:
+    """Return, per queue, which scheduler holds its lock and whether that scheduler is alive.
+
+    RQ's scheduler writes a heartbeat every second; a lock whose holder has not written one for
+    ``stale_after`` seconds belongs to a dead or paused process (the lock itself lives 60 s more).
+    """
+    connection = _connection()
+    status: dict[str, dict[str, Any]] = {}
+    now = time.time()
+    for name in QUEUE_NAMES:
+        holder = _text(connection.get(RQScheduler.get_locking_key(name)))
+        beat = _text(connection.hget(SCHEDULER_KEY_TEMPLATE % holder, "last_heartbeat")) if holder else None
+        age = round(now - utcparse(beat).replace(tzinfo=UTC).timestamp(), 1) if beat else None
+        status[name] = {"holder": holder, "heartbeat_age": age, "alive": age is not None and age <= stale_after}
+    return status
+
+
+_DELETE_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def break_dead_scheduler_locks(*, stale_after: float = 10.0) -> list[str]:
+    """Delete scheduler locks whose holder stopped heart-beating, so a live worker's scheduler takes over.
+
+    RQ keeps a dead scheduler's lock for 60 s more, and no other scheduler releases jobs meanwhile.
+    The lock is deleted only if it still names the same holder (compare-and-delete). Returns the
+    queue names whose lock was broken.
+    """
+    connection = _connection()
+    broken = []
+    for name, state in scheduler_status(stale_after=stale_after).items():
+        key = RQScheduler.get_locking_key(name)
+        if state["holder"] and not state["alive"] and connection.eval(_DELETE_IF_EQUAL, 1, key, state["holder"]):
+            logger.warning("broke the lock of dead scheduler %s queue=%s", state["holder"], name)
+            broken.append(name)
+    return broken
+
+
+def worker_counts(*, stale_after: float = 60.0) -> dict[str, int]:
+    """Return how many registered workers listen on each queue and heart-beat (or are busy with a job)."""
+    connection = _connection()
+    counts = dict.fromkeys(QUEUE_NAMES, 0)
+    now = time.time()
+    for worker in Worker.all(connection=connection):
+        beat = worker.last_heartbeat
+        fresh = beat is not None and now - beat.replace(tzinfo=UTC).timestamp() <= stale_after
+        if not fresh and worker.get_state() != "busy":
+            continue
+        for name in worker.queue_names():
+            if name in counts:
+                counts[name] += 1
+    return counts
+
+
+def eviction_policy() -> str | None:
+    """Return Redis's maxmemory-policy (None if CONFIG is not allowed, as on some managed services)."""
+    try:
+        return _text(_connection().config_get("maxmemory-policy").get("maxmemory-policy"))  # type: ignore[union-attr]
+    except ResponseError:
+        return None
+
+
 class MailWorker(SimpleWorker):
-    """The worker for reservemail's queues: no fork per job, and a short maintenance interval.
+    """The worker for reservemail's queues: no fork per job, and quick recovery from Redis trouble.
 
     Not forking keeps one process (and its SMTP connection and database connection) across jobs,
     which is several times faster per mail. The maintenance step is where RQ restarts a dead
-    scheduler process; RQ's default is 10 minutes, so after a Redis outage reservations could
-    wait that long. We run it every WORKER_MAINTENANCE_INTERVAL seconds instead.
-
-    An idle worker only reaches its maintenance step when its blocking dequeue returns, which RQ
-    lets wait ``worker_ttl - 15`` seconds (405 s): so the dequeue is capped at the maintenance
-    interval too. Otherwise, when the host whose scheduler holds the lock dies, an idle survivor
-    would take the scheduler over only minutes after the lock's 61-second lease ran out.
+    scheduler process; RQ's default is 10 minutes, and an idle worker only reaches it when its
+    blocking pop returns (after ~405 s), so after a Redis outage reservations could wait that long.
+    Here maintenance runs every WORKER_MAINTENANCE_INTERVAL seconds, the blocking pop returns as
+    often, reconnect back-off is capped at 2 s, Redis errors and socket timeouts (a hung Redis)
+    are retried instead of ending the worker, and every RECONCILE_INTERVAL seconds one worker (a
+    Redis lock decides which) runs the reconciler.
     """
+
+    max_connection_wait_time = 2.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("maintenance_interval", settings.WORKER_MAINTENANCE_INTERVAL)
@@ -315,7 +479,7 @@ class MailWorker(SimpleWorker):
 
     @property
     def dequeue_timeout(self) -> int:
-        return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
+        return max(1, min(self.worker_ttl - 15, int(self.maintenance_interval)))
 
     def _start_scheduler(
         self,
@@ -345,6 +509,101 @@ class MailWorker(SimpleWorker):
         finally:
             self.scheduler.release_locks()
             self.scheduler.register_death()
+
+    @property
+    def connection_timeout(self) -> int:
+        # Socket timeout of the worker's connection (and its scheduler's): above the blocking pop.
+        return self.dequeue_timeout + 25
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        warn_if_evicting()
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        while True:
+            try:
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            except RedisError as exc:  # a timeout, or an error before RQ's own retry loop: RQ would quit
+                self.log.error("Worker %s: Redis error while waiting for jobs (%s); retrying in 1 s", self.name, exc)
+                time.sleep(1.0)
+
+    # RQ's work loop ends the worker on any Redis error outside its blocking pop. A worker that
+    # quits needs a supervisor to come back; one that waits keeps its scheduler coming back too.
+    # So the calls the loop makes between pops log Redis errors and carry on.
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except RedisError as exc:
+            self.log.error("Worker %s: Redis error checking suspension (%s); carrying on", self.name, exc)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        try:
+            super().heartbeat(timeout)
+        except RedisError as exc:
+            self.log.error("Worker %s: Redis error on heartbeat (%s); carrying on", self.name, exc)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except RedisError as exc:
+            # The job ran (or not); its task row says which. Only RQ's bookkeeping is lost.
+            self.log.error("Worker %s: Redis error around job %s (%s); the task row decides", self.name, job.id, exc)
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()
+            self._ensure_registered()
+        except RedisError as exc:
+            self.log.error("Worker %s: Redis error in maintenance (%s); carrying on", self.name, exc)
+            return
+        self._reconcile_if_due()
+
+    def _ensure_registered(self) -> None:
+        """Register again if Redis lost our keys (restarted without persistence), so health sees us."""
+        if self.connection.sismember(self.redis_workers_keys, self.key):
+            return
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, mapping=self.serialize())
+            pipe.expire(self.key, self.worker_ttl + 60)
+            pipe.execute()
+        worker_registration.register(self)
+        self.log.warning("Worker %s: Redis had lost this worker's registration; registered again", self.name)
+
+    def _reconcile_if_due(self) -> None:
+        if settings.RECONCILE_INTERVAL <= 0 or not take_lock("reconcile", ttl=settings.RECONCILE_INTERVAL):
+            return
+        # Imported here: the services import this module, and only the worker calls back into them.
+        from django.db import close_old_connections, connection
+
+        from tasks.services.reconcile import reconcile_tasks
+
+        try:
+            if not connection.in_atomic_block:
+                close_old_connections()
+            reconcile_tasks()
+        except Exception:  # a failed pass must not stop the worker; the next one retries
+            self.log.exception("Worker %s: reconcile failed", self.name)
+
+
+def warn_if_evicting() -> bool:
+    """Log a warning (and return True) if the Redis in use may evict keys, which would lose jobs."""
+    try:
+        policy = eviction_policy()
+    except RedisError as exc:
+        logger.warning("could not read Redis maxmemory-policy: %s", exc)
+        return False
+    if policy is not None and policy != "noeviction":
+        logger.warning(
+            "Redis maxmemory-policy is %r: it may evict job keys under memory pressure; set noeviction "
+            "(the reconciler re-creates lost jobs from the database, but sends may be late)",
+            policy,
+        )
+        return True
+    return False
 
 
 def queue_stats() -> dict[str, dict[str, int]]:
@@ -385,7 +644,3 @@ def scheduler_lock_holder(queue_name: str = SCHEDULER_QUEUE) -> dict[str, str] |
     name = _text(holder)
     info = {_text(k): _text(v) for k, v in connection.hgetall(SCHEDULER_KEY_TEMPLATE % name).items()}
     return {"name": name, "hostname": info.get("hostname", ""), "pid": info.get("pid", "")}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -9,4 +9,5 @@ urlpatterns = [
     path("tasks/<int:task_id>/", views.detail, name="detail"),
     path("tasks/<int:task_id>/cancel/", views.cancel, name="cancel"),
     path("tasks/<int:task_id>/reschedule/", views.reschedule, name="reschedule"),
+    path("healthz", views.healthz, name="healthz"),
 ]

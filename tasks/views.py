@@ -5,17 +5,18 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import formats, timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from reservemail.exceptions import ReservemailError
 from tasks import services
 from tasks.exceptions import TaskNotFoundError
 from tasks.forms import MailForm, RescheduleForm, template_context_names
+from tasks.health import health_report
 from tasks.mail import MailSpec
 from tasks.models import Task
 from tasks.selectors import get_task_of, list_deliveries_of, list_history_of
@@ -119,3 +120,10 @@ def reschedule(request: HttpRequest, task_id: int) -> HttpResponse:
             % {"id": task.pk, "when": _when(task), "zone": timezone.get_current_timezone_name()},
         )
     return _back(request)
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The health report as JSON: 200 when all is well, 503 when something needs attention."""
+    report = health_report()
+    return JsonResponse(report, status=200 if report["ok"] else 503)

@@ -121,6 +121,12 @@ class RedisServer:
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGSTOP)
 
+    def restart(self) -> RedisServer:
+        """Start again on the same port and directory (AOF profiles reload their data; none starts empty)."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("redis-server is still running")
+        return self.start()
+
     def resume(self) -> None:
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGCONT)
@@ -148,8 +154,19 @@ class SinkHandler:
         self.fail_queue: list[str | None] = []
         self.refuse: dict[str, str] = {}  # recipient -> answer to RCPT
         self.delay = 0.0
+        # Fault knobs for one recipient: answers to its next DATA commands ("451 ...", "550 ..."),
+        # seconds to hold its RCPT (before DATA) or its DATA (inside DATA, before the reply).
+        self.fail_for: dict[str, list[str]] = {}
+        self.rcpt_delay_for: dict[str, float] = {}
+        self.data_delay_for: dict[str, float] = {}
+        self.reply_delay_for: dict[str, float] = {}  # accept the message, then hold the 250 reply
+        self.events: list[tuple[str, str, float]] = []  # (rcpt|data|answer, address, time)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201
+        self.events.append(("rcpt", address, time.time()))
+        hold = self.rcpt_delay_for.pop(address, 0.0)  # one-shot: only the next RCPT of that address
+        if hold:
+            await asyncio.sleep(hold)
         answer = self.refuse.get(address)
         if answer:
             return answer
@@ -157,15 +174,26 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+        first = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
+        self.events.append(("data", first, time.time()))
         if self.delay:
             await asyncio.sleep(self.delay)
+        hold = self.data_delay_for.pop(first, 0.0)  # one-shot: only the next DATA of that recipient
+        if hold:
+            await asyncio.sleep(hold)
         with self.lock:
             answer = self.fail_queue.pop(0) if self.fail_queue else None
+            if not answer and self.fail_for.get(first):
+                answer = self.fail_for[first].pop(0)
             if answer:
+                self.events.append(("answer", first, time.time()))
                 return answer
             self.received.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.content), time.time())
             )
+        hold = self.reply_delay_for.pop(first, 0.0)
+        if hold:
+            await asyncio.sleep(hold)
         return "250 Message accepted"
 
 
@@ -190,6 +218,11 @@ class SmtpSink:
             self.handler.fail_queue.clear()
             self.handler.refuse.clear()
             self.handler.delay = 0.0
+            self.handler.fail_for.clear()
+            self.handler.rcpt_delay_for.clear()
+            self.handler.data_delay_for.clear()
+            self.handler.reply_delay_for.clear()
+            self.handler.events.clear()
 
     @property
     def received(self) -> list[Received]:
@@ -241,3 +274,15 @@ def start_worker(
     return subprocess.Popen(  # noqa: S603
         args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+
+
+def signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    """Send ``sig`` to the process group of ``proc`` (a worker and its scheduler child)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """kill -9 the process group of ``proc`` and reap it."""
+    signal_group(proc, signal.SIGKILL)
+    proc.wait(timeout=10)

@@ -38,6 +38,7 @@ from tasks.mail import describe, is_permanent, new_message_id, render_message
 from tasks.models import Delivery, Task
 from tasks.services.dispatch import append_log
 from tasks.services.notify import notify_many
+from tasks.services.reconcile import is_missed
 from tasks.services.run import MAX_EARLY_WAIT, Outcome, TransientSendError, _hand_back_or_fail
 from tasks.smtp import session
 
@@ -76,6 +77,8 @@ def claim_due(*, queue: str, now: datetime, limit: int) -> list[Task]:
         candidates = (
             Task.objects.select_for_update(skip_locked=True)
             .filter(status=RESERVED, queue=queue, reserved_at__lte=now)
+            # Later than the missed-send grace: not sent; their own jobs or the reconciler mark them missed.
+            .filter(reserved_at__gte=now - timedelta(minutes=settings.MISSED_GRACE_MINUTES))
             .order_by("reserved_at", "pk")
         )
         tasks = list(candidates[:limit])
@@ -102,6 +105,8 @@ def run_reserved(*, task_id: int) -> bool:
     if row is None or row["status"] != RESERVED or row["reserved_at"] is None:
         return False
     queue, due = row["queue"], row["reserved_at"]
+    if is_missed(due, now=timezone.now()):
+        return False  # run_task's path applies the missed-reservation policy
     if (due - timezone.now()).total_seconds() > MAX_EARLY_WAIT:
         return False
     own_error: BaseException | None = None
@@ -261,7 +266,12 @@ def _beat(items: list[Item], *, current: Item, done: int) -> None:
     total = len(current.task.recipients)
     current.task.progress = min(99, int(done * 100 / total)) if total else 0
     Task.objects.filter(pk=current.task.pk, status=RUNNING).update(progress=current.task.progress)
-    stopped = set(Task.objects.filter(pk__in=open_ids).exclude(status=RUNNING).values_list("pk", flat=True))
+    # Fenced by the attempt number: a task the reconciler handed to another worker while this one
+    # was paused is no longer ours, even though it is RUNNING again.
+    rows = Task.objects.filter(pk__in=open_ids).values_list("pk", "status", "attempts")
+    mine = {item.task.pk: item.task.attempts for item in items}
+    ours = {pk for pk, status, attempts in rows if status == RUNNING and attempts == mine[pk]}
+    stopped = set(open_ids) - ours
     for item in items:
         if item.task.pk in stopped and not item.done:
             item.outcome.stopped = item.done = True

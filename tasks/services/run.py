@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -18,6 +18,7 @@ from tasks.mail import describe, is_permanent, new_message_id, render_message
 from tasks.models import Delivery, Task
 from tasks.services.dispatch import append_log
 from tasks.services.notify import notify_ended, notify_progress
+from tasks.services.reconcile import is_missed, mark_missed, max_attempts
 from tasks.smtp import session
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,18 @@ class Outcome:
 
 
 def _wait_until_due(task_id: int) -> bool:
-    """Sleep until the task's reserved_at (never send early); False if the job was released too early."""
+    """Sleep until the task's reserved_at (never send early); False if the job was released too early.
+
+    A reservation later than the missed-send grace is not sent but marked missed (see reconcile).
+    """
     row = Task.objects.filter(pk=task_id).values("status", "reserved_at").first()
     if row is None or row["status"] != Task.Status.RESERVED or row["reserved_at"] is None:
-        return row is not None  # QUEUED (sent now, or handed back) goes at once
-    wait = (row["reserved_at"] - timezone.now()).total_seconds()
+        return row is not None  # QUEUED (sent now, retried, recovered) goes at once
+    now = timezone.now()
+    if is_missed(row["reserved_at"], now=now):
+        mark_missed(task_id=task_id, now=now)
+        return False
+    wait = (row["reserved_at"] - now).total_seconds()
     if wait > MAX_EARLY_WAIT:
         logger.warning("job released %.1fs early task_id=%s; leaving it to its schedule", wait, task_id)
         return False
@@ -77,12 +85,19 @@ def _ensure_deliveries(task: Task) -> None:
         logger.warning("deliveries already created task_id=%s", task.pk)
 
 
+def _mine(task: Task) -> QuerySet[Task]:
+    """The task's row while this attempt still owns it: RUNNING with our attempt number.
+
+    The attempt number fences off a worker that was paused or cut off long enough for the
+    reconciler to hand its task to another worker: its writes then match no row, and it stops.
+    """
+    return Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING, attempts=task.attempts)
+
+
 def _heartbeat(task: Task, done: int, total: int) -> bool:
-    """Record progress and heartbeat; False when the row is no longer RUNNING (canceled)."""
+    """Record progress and heartbeat; False when this attempt no longer owns the row (canceled, taken over)."""
     task.progress = min(99, int(done * 100 / total)) if total else 0
-    alive = Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
-        progress=task.progress, heartbeat_at=timezone.now()
-    )
+    alive = _mine(task).update(progress=task.progress, heartbeat_at=timezone.now())
     if alive:
         notify_progress(task)
     return bool(alive)
@@ -124,7 +139,7 @@ def _send_all(task: Task) -> Outcome:
 def _finish(task: Task, outcome: Outcome) -> None:
     lines = [f"attempt {task.attempts}: sent {outcome.sent}, failed {len(outcome.failed)}"]
     lines += [f"permanent failure {line}" for line in outcome.failed]
-    won = Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
+    won = _mine(task).update(
         status=Task.Status.FINISHED,
         progress=100,
         failed=bool(outcome.failed),
@@ -147,8 +162,8 @@ def _finish(task: Task, outcome: Outcome) -> None:
 def _hand_back_or_fail(task: Task, exc: BaseException) -> None:
     """After a transient error: back to QUEUED if RQ will retry, else FINISHED with failed set."""
     left = scheduler.retries_left()
-    if left:
-        Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
+    if left and task.attempts < max_attempts():
+        _mine(task).update(
             status=Task.Status.QUEUED, log=append_log(f"attempt {task.attempts}: {exc}; retrying ({left} left)")
         )
         logger.warning(
@@ -160,7 +175,7 @@ def _hand_back_or_fail(task: Task, exc: BaseException) -> None:
         )
         notify_progress(Task.objects.get(pk=task.pk))
         return
-    Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
+    _mine(task).update(
         status=Task.Status.FINISHED,
         failed=True,
         ended_at=timezone.now(),
@@ -201,7 +216,7 @@ def run_task(*, task_id: int) -> None:
         _hand_back_or_fail(task, exc)
         raise
     except Exception as exc:
-        Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING).update(
+        _mine(task).update(
             status=Task.Status.FINISHED, failed=True, ended_at=timezone.now(), log=append_log(_("error: %s") % exc)
         )
         notify_ended(Task.objects.get(pk=task.pk))

@@ -1,22 +1,37 @@
-"""Minimal health check for container healthchecks: the database and Redis answer, or exit 1.
+"""manage.py health: print the health report as JSON; exit 1 if anything needs attention.
 
-MINIMAL VERSION (issue 7, production): docker-compose.yml's healthchecks call
-`python manage.py health`. Issue 5 writes the fuller command and /healthz; when both branches
-meet, keep that one and make sure it still exits non-zero when the database or Redis is down.
+``--liveness`` checks only that the database and Redis answer: container healthchecks use it, so
+a web container is not marked unhealthy (and restarted) because no worker is running yet.
 """
 
+from __future__ import annotations
+
+import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 
 from tasks import scheduler
+from tasks.health import health_report
 
 
 class Command(BaseCommand):
-    help = "Exit 0 if the database and Redis answer, else print what failed and exit 1."
+    help = "Report database, Redis, workers per queue, scheduler and overdue reservations as JSON."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--liveness", action="store_true", help="only check that the database and Redis answer")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["liveness"]:
+            self._liveness()
+            return
+        report = health_report()
+        self.stdout.write(json.dumps(report, indent=2))
+        if not report["ok"]:
+            raise SystemExit(1)
+
+    def _liveness(self) -> None:
         problems = []
         try:
             with connection.cursor() as cursor:

@@ -1,0 +1,19 @@
+"""manage.py reconcile_tasks: make Redis agree with the task rows once (workers also do it periodically)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from tasks.services import reconcile_tasks
+
+
+class Command(BaseCommand):
+    help = "Re-schedule or re-queue pending tasks whose job is missing, recover tasks whose worker died."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        report = reconcile_tasks()
+        self.stdout.write(report.summary())
+        if not report.redis_ok:
+            raise SystemExit(1)

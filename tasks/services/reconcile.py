@@ -1,0 +1,195 @@
+"""Make Redis agree with the database: the Task rows are the truth, RQ only delivers them.
+
+Run by ``manage.py reconcile_tasks`` and, every RECONCILE_INTERVAL seconds, by one of the workers
+(tasks.scheduler.MailWorker). Every repair is a conditional update or a unique job id, so two
+reconcilers running at once (or a reconciler and a worker) never create a second job for a task
+nor send twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from tasks import scheduler
+from tasks.models import PENDING, Task
+from tasks.services.dispatch import append_log
+from tasks.services.notify import notify_ended
+
+logger = logging.getLogger(__name__)
+
+SETTLE_SECONDS = 2.0  # a row this fresh may still be waiting for its own on-commit dispatch
+MAX_QUEUE_SCANS = 100  # LPOS look-ups per pass for jobs that claim to be queued for a long time
+LIVE = ("queued", "started", "scheduled", "deferred")
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass found and did, by task id."""
+
+    checked: int = 0
+    redis_ok: bool = True
+    scheduled: list[int] = field(default_factory=list)  # RESERVED without a job: scheduled again
+    enqueued: list[int] = field(default_factory=list)  # QUEUED without a live job: queued again
+    released: list[int] = field(default_factory=list)  # due jobs the RQ scheduler left: queued
+    recovered: list[int] = field(default_factory=list)  # RUNNING with a dead worker: queued again
+    failed: list[int] = field(default_factory=list)  # RUNNING with a dead worker, no attempt left
+    missed: list[int] = field(default_factory=list)  # reservations later than the grace: not sent
+    locks_broken: list[str] = field(default_factory=list)  # queues whose scheduler lock a dead process held
+
+    @property
+    def changed(self) -> bool:
+        found = (self.scheduled, self.enqueued, self.released, self.recovered, self.failed, self.missed)
+        return any(found) or bool(self.locks_broken)
+
+    def summary(self) -> str:
+        parts = [f"checked={self.checked}", f"redis_ok={self.redis_ok}"]
+        for name in ("scheduled", "enqueued", "released", "recovered", "failed", "missed", "locks_broken"):
+            ids = getattr(self, name)
+            parts.append(f"{name}={len(ids)}" + (f"{ids[:20]}" if ids else ""))
+        return " ".join(parts)
+
+
+def max_attempts() -> int:
+    """How many times a task may be claimed: the first try plus one per retry interval."""
+    return len(settings.TASK_RETRY_INTERVALS) + 1
+
+
+def is_missed(due: datetime, *, now: datetime) -> bool:
+    """True if a reservation due at ``due`` is later than MISSED_GRACE_MINUTES and must not be sent."""
+    return due < now - timedelta(minutes=settings.MISSED_GRACE_MINUTES)
+
+
+def mark_missed(*, task_id: int, now: datetime) -> bool:
+    """Mark a RESERVED task whose time passed beyond the grace as missed: CANCELED, failed, logged.
+
+    The owner sees it in their notifications (notify_ended). Returns False if the row was no longer
+    RESERVED (someone else moved it first).
+    """
+    due = Task.objects.filter(pk=task_id).values_list("reserved_at", flat=True).first()
+    if due is None:
+        return False
+    late = (now - due).total_seconds() / 60
+    won = Task.objects.filter(pk=task_id, status=Task.Status.RESERVED).update(
+        status=Task.Status.CANCELED,
+        failed=True,
+        ended_at=now,
+        log=append_log(
+            f"missed: due {due.isoformat()}, {late:.0f} min ago, later than the "
+            f"{settings.MISSED_GRACE_MINUTES}-minute grace; not sent"
+        ),
+    )
+    if won:
+        logger.error("reservation missed task_id=%s due=%s late_minutes=%.0f", task_id, due.isoformat(), late)
+        notify_ended(Task.objects.get(pk=task_id))
+    return bool(won)
+
+
+def reconcile_tasks(*, now: datetime | None = None) -> ReconcileReport:
+    """Compare pending and running tasks with RQ and repair what is missing; return what was done.
+
+    - RUNNING with no heartbeat for HEARTBEAT_TIMEOUT s (its worker died): back to QUEUED with a
+      fresh job while attempts remain, else FINISHED + failed; either way a log line on the row.
+    - A scheduler lock whose holder stopped heart-beating: deleted, so a live worker's scheduler
+      takes it at its next maintenance step.
+    - Jobs overdue in a scheduled registry by RELEASE_OVERDUE_SECONDS (dead or paused scheduler):
+      moved onto their queue.
+    - RESERVED with no scheduled or released job: scheduled again at its time (at once if due), or
+      marked missed if later than MISSED_GRACE_MINUTES. QUEUED with no live job: queued again.
+    Redis errors end the Redis part of the pass (``redis_ok=False``); the next pass retries.
+    """
+    now = now or timezone.now()
+    report = ReconcileReport()
+    _recover_stuck(now, report)
+    try:
+        report.locks_broken = scheduler.break_dead_scheduler_locks()
+        report.released = scheduler.release_overdue(older_than=settings.RELEASE_OVERDUE_SECONDS)
+        _repair_pending(now, report)
+    except scheduler.QueueError as exc:
+        report.redis_ok = False
+        logger.error("reconcile: Redis unavailable, will retry: %s: %s", type(exc).__name__, exc)
+    if report.changed or not report.redis_ok:
+        logger.warning("reconcile: %s", report.summary())
+    return report
+
+
+def _recover_stuck(now: datetime, report: ReconcileReport) -> None:
+    cutoff = now - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
+    stuck = Task.objects.filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff), status=Task.Status.RUNNING
+    ).values_list("pk", "attempts", "queue", "heartbeat_at")
+    for task_id, attempts, queue, beat in list(stuck):
+        silent = (now - beat).total_seconds() if beat else float(settings.HEARTBEAT_TIMEOUT)
+        mine = Task.objects.filter(pk=task_id, status=Task.Status.RUNNING, attempts=attempts, heartbeat_at=beat)
+        if attempts < max_attempts():
+            if mine.update(
+                status=Task.Status.QUEUED,
+                log=append_log(f"attempt {attempts}: worker lost (no heartbeat for {silent:.0f}s); retrying"),
+            ):
+                logger.warning("worker lost, retrying task_id=%s attempt=%s silent=%.0fs", task_id, attempts, silent)
+                report.recovered.append(task_id)
+                try:
+                    scheduler.requeue(task_id=task_id, queue_name=queue)
+                except scheduler.QueueError as exc:  # the pending pass queues it once Redis answers
+                    logger.error("could not requeue task_id=%s error=%s", task_id, exc)
+        elif mine.update(
+            status=Task.Status.FINISHED,
+            failed=True,
+            ended_at=now,
+            log=append_log(f"attempt {attempts}: worker lost (no heartbeat for {silent:.0f}s); giving up"),
+        ):
+            logger.error("worker lost, no attempts left task_id=%s attempt=%s", task_id, attempts)
+            report.failed.append(task_id)
+            notify_ended(Task.objects.get(pk=task_id))
+
+
+def _repair_pending(now: datetime, report: ReconcileReport) -> None:
+    rows = list(
+        Task.objects.filter(status__in=PENDING, created_at__lt=now - timedelta(seconds=SETTLE_SECONDS))
+        .order_by("pk")
+        .values_list("pk", "status", "reserved_at", "queue", "created_at", "heartbeat_at")
+    )
+    jobs = scheduler.inspect_jobs([row[0] for row in rows])
+    report.checked = len(rows)
+    stale_before = now - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
+    scans = 0
+    for task_id, status, due, queue, created, beat in rows:
+        info = jobs[task_id]
+        if info.status in LIVE and (info.status != "scheduled" or info.scheduled_at is not None):
+            touched = max(t for t in (created, due, beat) if t is not None)
+            if info.status == "scheduled" or touched >= stale_before:
+                continue
+            # Live in name for HEARTBEAT_TIMEOUT: a worker that died before claiming, or a lost list entry.
+            if info.status in ("queued", "deferred"):
+                scans += 1
+                if scans > MAX_QUEUE_SCANS or scheduler.is_waiting_in_queue(task_id=task_id, queue_name=queue):
+                    continue
+        _repair_one(task_id, status, due, queue, now, report)
+
+
+def _repair_one(
+    task_id: int, status: str, due: datetime | None, queue: str, now: datetime, report: ReconcileReport
+) -> None:
+    if status == Task.Status.RESERVED and due is not None:
+        if is_missed(due, now=now):
+            if mark_missed(task_id=task_id, now=now):
+                scheduler.cancel(task_id=task_id)
+                report.missed.append(task_id)
+            return
+        if due > now:
+            scheduler.schedule(task_id=task_id, due=due, queue_name=queue)
+        else:
+            scheduler.requeue(task_id=task_id, queue_name=queue)
+        logger.warning("reconcile: job was missing, scheduled again task_id=%s due=%s", task_id, due.isoformat())
+        report.scheduled.append(task_id)
+    else:
+        scheduler.requeue(task_id=task_id, queue_name=queue)
+        logger.warning("reconcile: job was missing, queued again task_id=%s status=%s", task_id, status)
+        report.enqueued.append(task_id)
+    if not Task.objects.filter(pk=task_id, status__in=PENDING).exists():
+        scheduler.cancel(task_id=task_id)  # canceled meanwhile: do not leave a job behind
