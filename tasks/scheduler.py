@@ -218,7 +218,12 @@ def _delete(task_id: int) -> None:
         return
     with contextlib.suppress(InvalidJobOperation):  # already cancelled
         job.cancel()
-    job.delete()
+    try:
+        job.delete()
+    except (NoSuchJobError, ValueError) as exc:
+        # A worker picked the job up meanwhile (rq raises ValueError for its vanished execution
+        # record); the task row decides whether that job sends anything.
+        logger.info("job changed while deleting task_id=%s: %s", task_id, exc)
 
 
 def cancel(*, task_id: int) -> None:
