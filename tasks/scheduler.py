@@ -212,8 +212,11 @@ def reschedule(*, task_id: int, due: datetime, queue_name: str = SCHEDULER_QUEUE
 
 
 def _delete(task_id: int) -> None:
+    connection = _connection()
+    for name in QUEUE_NAMES:  # a job a worker popped but never started
+        connection.lrem(f"{Queue(name, connection=connection).key}:intermediate", 0, job_id_for(task_id))
     try:
-        job = Job.fetch(job_id_for(task_id), connection=_connection())
+        job = Job.fetch(job_id_for(task_id), connection=connection)
     except NoSuchJobError:
         return
     with contextlib.suppress(InvalidJobOperation):  # already cancelled
@@ -349,11 +352,14 @@ def inspect_jobs(task_ids: Sequence[int], *, chunk: int = 500) -> dict[int, JobI
 
 
 def is_waiting_in_queue(*, task_id: int, queue_name: str) -> bool:
-    """True if the task's job id sits in the queue's list (or its intermediate list) waiting for a worker."""
+    """True if the task's job id sits in the queue's list waiting for a worker.
+
+    Not in the list but still "queued" means a worker popped it (RQ moves it to an intermediate
+    list) and never started it, e.g. because Redis died right then: RQ itself frees such a job
+    only after a minute and through its failure path.
+    """
     connection = _connection()
-    key = Queue(queue_name, connection=connection).key
-    job_id = job_id_for(task_id)
-    return connection.lpos(key, job_id) is not None or connection.lpos(f"{key}:intermediate", job_id) is not None
+    return connection.lpos(Queue(queue_name, connection=connection).key, job_id_for(task_id)) is not None
 
 
 def release_overdue(*, older_than: float) -> list[int]:

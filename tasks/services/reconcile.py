@@ -158,6 +158,7 @@ def _repair_pending(now: datetime, report: ReconcileReport) -> None:
     report.checked = len(rows)
     stale_before = now - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
     scans = 0
+    todo: list[tuple[int, str, datetime | None, str]] = []
     for task_id, status, due, queue, created, beat in rows:
         info = jobs[task_id]
         if info.status in LIVE and (info.status != "scheduled" or info.scheduled_at is not None):
@@ -169,7 +170,14 @@ def _repair_pending(now: datetime, report: ReconcileReport) -> None:
                 scans += 1
                 if scans > MAX_QUEUE_SCANS or scheduler.is_waiting_in_queue(task_id=task_id, queue_name=queue):
                     continue
-        _repair_one(task_id, status, due, queue, now, report)
+        todo.append((task_id, status, due, queue))
+    # Rows were read before their jobs: a task that ended meanwhile has a finished job, not a lost one.
+    unchanged = set(
+        Task.objects.filter(pk__in=[t[0] for t in todo], status__in=PENDING).values_list("pk", "status", "reserved_at")
+    )
+    for task_id, status, due, queue in todo:
+        if (task_id, status, due) in unchanged:
+            _repair_one(task_id, status, due, queue, now, report)
 
 
 def _repair_one(

@@ -138,6 +138,10 @@ class Rig:
             return None
         return next((name for name, p in self.workers.items() if p.pid == group), None)
 
+    def log_count(self, text: str) -> int:
+        """How many times ``text`` occurs in all worker logs."""
+        return sum(p.log_path.read_text().count(text) for p in self.workers.values())  # type: ignore[attr-defined]
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {name}\n{p.log_path.read_text()[-4000:]}"  # type: ignore[attr-defined]

@@ -185,3 +185,21 @@ def test_reconcile_breaks_the_lock_of_a_dead_scheduler_only(redis_conn):
     assert services.reconcile_tasks().locks_broken == ["high"]
     assert redis_conn.get("rq:scheduler-lock:high") is None
     assert redis_conn.get("rq:scheduler-lock:default") == b"live-one"
+
+
+def test_reconcile_requeues_job_popped_but_never_started(user, settings, redis_conn):
+    """Redis died right after a worker popped the job: it sits in RQ's intermediate list, "queued"."""
+    settings.HEARTBEAT_TIMEOUT = 30
+    task = make_task(user, status="queued", age=60, queue="default")
+    scheduler.enqueue(task_id=task.pk, queue_name="default")
+    redis_conn.lmove("rq:queue:default", "rq:queue:default:intermediate")
+    assert services.reconcile_tasks().enqueued == [task.pk]
+    assert redis_conn.lrange("rq:queue:default", 0, -1) == [str(task.pk).encode()]
+    assert redis_conn.lrange("rq:queue:default:intermediate", 0, -1) == []
+
+
+def test_reconcile_leaves_long_queued_job_waiting_in_its_list(user, settings):
+    settings.HEARTBEAT_TIMEOUT = 30
+    task = make_task(user, status="queued", age=60, queue="default")
+    scheduler.enqueue(task_id=task.pk, queue_name="default")
+    assert not services.reconcile_tasks().changed
