@@ -264,6 +264,10 @@ def ablations(n: int) -> list[tuple[str, dict[str, Any]]]:
             {"n": n, "spread": 10.0, "extra_env": rq_timing},
         ),
         (f"ablation: burst of {n}, batching in the stock forking rq.Worker", {"n": n, "worker_class": "rq.Worker"}),
+        (
+            f"ablation: burst of {n}, no overlap (MAIL_SEND_OVERLAP=0: render, then send)",
+            {"n": n, "extra_env": {"MAIL_SEND_OVERLAP": "0"}},
+        ),
     ]
 
 

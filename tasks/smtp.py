@@ -46,7 +46,7 @@ class MailSession:
         For SMTP the message is encoded here, in the caller's thread, and the call does only the
         wire work (smtplib's sendmail, as Django's backend does it), which waits on the server
         with the GIL released. Other backends (file, locmem, console) send in the caller's thread.
-        Opening a connection that fails raises here.
+        Opening a connection that fails raises here. MAIL_SEND_OVERLAP=0 keeps SMTP in the caller's thread too.
         """
         backend = self.backend()
         if isinstance(backend, SmtpBackend) and backend.connection is not None:
@@ -55,7 +55,7 @@ class MailSession:
             recipients = [sanitize_address(address, encoding) for address in message.recipients()]
             data = message.message().as_bytes(linesep="\r\n")
             wire = backend.connection
-            return _capture(lambda: wire.sendmail(sender, recipients, data)), True
+            return _capture(lambda: wire.sendmail(sender, recipients, data)), settings.MAIL_SEND_OVERLAP
         return _capture(lambda: _deliver(backend, message)), False
 
     def sent(self, error: BaseException | None) -> None:

@@ -102,3 +102,14 @@ def test_an_error_while_sending_still_settles_the_message_on_the_wire(smtp) -> N
         raise RuntimeError("the caller broke off")
     session.close()
     assert settled == ["a@example.com"]
+
+
+def test_with_overlap_off_smtp_sends_in_the_callers_thread(smtp, settings) -> None:  # noqa: ANN001
+    settings.MAIL_SEND_OVERLAP = False
+    session = MailSession()
+    settled: list[str] = []
+    with Outbox(session, settle=lambda key, error: settled.append(key)) as outbox:
+        outbox.start("a@example.com", _message("a@example.com"))
+        assert settled == ["a@example.com"]  # sent and settled before start() returned
+    session.close()
+    assert [r.rcpt_tos for r in smtp.received] == [["a@example.com"]]
