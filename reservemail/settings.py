@@ -174,7 +174,7 @@ NOTIFICATION_POLL_SECONDS = float(os.environ.get("NOTIFICATION_POLL_SECONDS", "3
 
 # --- Speed (README, Performance) ------------------------------------------------------------
 # Reservations due together are claimed and sent in batches of up to this many (1 = one per job).
-TASK_BATCH_SIZE = env_int("TASK_BATCH_SIZE", 100)
+TASK_BATCH_SIZE = env_int("TASK_BATCH_SIZE", 250)
 # Render the next mail while the current one is on the wire (tasks.smtp.Outbox); off = one after the other.
 MAIL_SEND_OVERLAP = env_bool("MAIL_SEND_OVERLAP", True)
 # RQ keeps whole-second due times and polls them; release a job this many seconds (plus the
