@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.harness import RedisServer, SmtpSink, start_worker, stop_process, wait_until, worker_env
+from tests.harness import RedisServer, SmtpSink, start_registered_worker, stop_process, worker_env
 
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
 
@@ -82,17 +82,10 @@ def worker_factory(redis_server: RedisServer, smtp: SmtpSink, tmp_path: Path) ->
     def start(name: str = "w1", extra_env: dict[str, str] | None = None):  # noqa: ANN202
         env = worker_env(redis_url=redis_server.url, database_url=database_url(), smtp_port=smtp.port, extra=extra_env)
         log_path = tmp_path / f"worker-{name}.log"
-        proc = start_worker(env, name=f"{name}-{tmp_path.name}", log_path=log_path)
-        procs.append(proc)
-        conn = redis_server.client()
-        wait_until(
-            lambda: conn.exists(f"rq:worker:{name}-{tmp_path.name}") or proc.poll() is not None,
-            timeout=30,
-            what="worker to register",
+        proc = start_registered_worker(
+            env, name=f"{name}-{tmp_path.name}", log_path=log_path, conn=redis_server.client(), timeout=30
         )
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited: {log_path.read_text()[-3000:]}")
-        proc.log_path = log_path  # type: ignore[attr-defined]
+        procs.append(proc)
         return proc
 
     yield start

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import redis
 from aiosmtpd.controller import Controller
@@ -274,6 +275,29 @@ def start_worker(
     return subprocess.Popen(  # noqa: S603
         args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+
+
+def start_registered_worker(
+    env: dict[str, str], *, name: str, log_path: Path, conn: Any, timeout: float = 60.0
+) -> subprocess.Popen:
+    """start_worker, then wait until the worker has registered in Redis.
+
+    A worker that exits or does not register in time is stopped, and the error carries its log.
+    """
+    proc = start_worker(env, name=name, log_path=log_path)
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    try:
+        wait_until(
+            lambda: conn.exists(f"rq:worker:{name}") or proc.poll() is not None,
+            timeout=timeout,
+            what="worker to register",
+        )
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited: {log_path.read_text()[-3000:]}")
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
 
 
 def signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:

@@ -29,7 +29,7 @@ from tests.harness import (
     SmtpSink,
     kill_group,
     signal_group,
-    start_worker,
+    start_registered_worker,
     stop_process,
     wait_until,
     worker_env,
@@ -88,17 +88,8 @@ class Rig:
             extra={**self.env, **extra},
         )
         log_path = self.tmp_path / f"worker-{full_name}.log"
-        proc = start_worker(env, name=full_name, log_path=log_path)
-        proc.log_path = log_path  # type: ignore[attr-defined]
+        proc = start_registered_worker(env, name=full_name, log_path=log_path, conn=self.redis.client())
         self.workers[full_name] = proc
-        conn = self.redis.client()
-        wait_until(
-            lambda: conn.exists(f"rq:worker:{full_name}") or proc.poll() is not None,
-            timeout=60,
-            what="worker to register",
-        )
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited: {log_path.read_text()[-3000:]}")
         return proc
 
     def name_of(self, proc: subprocess.Popen) -> str:
