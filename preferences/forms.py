@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -17,5 +17,6 @@ class PreferenceForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         default = _("Site default (%(zone)s)") % {"zone": settings.TIME_ZONE}
-        self.fields["time_zone"].choices = [("", default), *((name, name) for name in available_time_zones())]
-        self.fields["time_zone"].help_text = _("Reservation times are entered and shown in this zone.")
+        field = cast(forms.ChoiceField, self.fields["time_zone"])
+        field.choices = [("", default), *((name, name) for name in available_time_zones())]
+        field.help_text = _("Reservation times are entered and shown in this zone.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
@@ -12,11 +12,12 @@ from preferences.forms import PreferenceForm
 from preferences.selectors import get_time_zone_of
 from preferences.services import set_time_zone
 from reservemail.exceptions import ReservemailError
+from reservemail.http import AuthedRequest
 from reservemail.middleware import remember_time_zone
 
 
 @login_required
-def settings_page(request: HttpRequest) -> HttpResponse:
+def settings_page(request: AuthedRequest) -> HttpResponse:
     form = PreferenceForm(request.POST or None, initial={"time_zone": get_time_zone_of(request.user.pk)})
     if request.method == "POST" and form.is_valid():
         try:

@@ -652,6 +652,6 @@ def scheduler_lock_holder(queue_name: str = SCHEDULER_QUEUE) -> dict[str, str] |
     holder = connection.get(RQScheduler.get_locking_key(queue_name))
     if holder is None:
         return None
-    name = _text(holder)
-    info = {_text(k): _text(v) for k, v in connection.hgetall(SCHEDULER_KEY_TEMPLATE % name).items()}
+    name = _text(holder) or ""
+    info = {_text(k) or "": _text(v) or "" for k, v in connection.hgetall(SCHEDULER_KEY_TEMPLATE % name).items()}
     return {"name": name, "hostname": info.get("hostname", ""), "pid": info.get("pid", "")}

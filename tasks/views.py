@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from reservemail.exceptions import ReservemailError
+from reservemail.http import AuthedRequest
 from tasks import services
 from tasks.exceptions import TaskNotFoundError
 from tasks.forms import MailForm, RescheduleForm, template_context_names
@@ -30,7 +31,7 @@ def _when(task: Task) -> str:
 
 
 @login_required
-def mail_form(request: HttpRequest) -> HttpResponse:
+def mail_form(request: AuthedRequest) -> HttpResponse:
     form = MailForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -61,13 +62,13 @@ def mail_form(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def history(request: HttpRequest) -> HttpResponse:
+def history(request: AuthedRequest) -> HttpResponse:
     page = Paginator(list_history_of(request.user), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "tasks/history.html", {"page": page})
 
 
 @login_required
-def detail(request: HttpRequest, task_id: int) -> HttpResponse:
+def detail(request: AuthedRequest, task_id: int) -> HttpResponse:
     try:
         task = get_task_of(request.user, task_id)
     except TaskNotFoundError as exc:
@@ -86,7 +87,7 @@ def _back(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def cancel(request: HttpRequest, task_id: int) -> HttpResponse:
+def cancel(request: AuthedRequest, task_id: int) -> HttpResponse:
     try:
         task = services.cancel_task(owner=request.user, task_id=task_id)
     except TaskNotFoundError as exc:
@@ -100,7 +101,7 @@ def cancel(request: HttpRequest, task_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def reschedule(request: HttpRequest, task_id: int) -> HttpResponse:
+def reschedule(request: AuthedRequest, task_id: int) -> HttpResponse:
     form = RescheduleForm(request.POST)
     if not form.is_valid():
         for error in form.errors.get("scheduled_at", []):

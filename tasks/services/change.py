@@ -126,7 +126,7 @@ def cancel_task(*, owner: Owner, task_id: int) -> Task:
 
 def raise_state(task: Task, action: str) -> NoReturn:
     """Raise the TaskStateError that explains why ``action`` is not possible now."""
-    messages = {
+    messages: dict[str, str] = {
         Task.Status.RUNNING: _("Task #%(id)s is already being sent and can no longer be changed."),
         Task.Status.FINISHED: _("Task #%(id)s has already finished."),
         Task.Status.CANCELED: _("Task #%(id)s was canceled."),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from functools import partial
+from typing import cast
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 def _create(*, owner: AbstractBaseUser, mail: MailSpec, description: str, status: str, **fields: object) -> Task:
     return Task.objects.create(
-        owner=owner,
+        owner=cast(User, owner),  # AUTH_USER_MODEL is django.contrib.auth's User
         description=description,
         template=mail.template,
         recipients=list(mail.recipients),
