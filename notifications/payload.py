@@ -43,10 +43,10 @@ def merge_entries(current: list[Entry], incoming: list[Entry]) -> list[Entry]:
         position = index.get(entry["task_id"])
         if position is None:
             index[entry["task_id"]] = len(merged)
-            merged.append(dict(entry))
+            merged.append(entry.copy())
         else:
             merged[position] = {**merged[position], **entry}
-    return merged  # type: ignore[return-value]
+    return merged
 
 
 def stamp_ended(entries: list[Entry], *, now_ts: float) -> list[Entry]:

@@ -52,9 +52,8 @@ def _select_locked(owner_id: int, name: str) -> Notification | None:
     """
     meta = Notification._meta
     quote = connection.ops.quote_name
-    pk, payload, stamp, owner, name_col = (
-        quote(meta.get_field(field).column) for field in ("id", "payload", "timestamp", "owner", "name")
-    )
+    column = {field.name: quote(field.column) for field in meta.concrete_fields}
+    pk, payload, stamp, owner, name_col = (column[field] for field in ("id", "payload", "timestamp", "owner", "name"))
     sql = f"SELECT {pk}, {payload}, {stamp} FROM {quote(meta.db_table)} WHERE {owner} = %s AND {name_col} = %s"  # noqa: S608 - model names, bound values
     if connection.features.has_select_for_update:
         sql += " FOR UPDATE"
@@ -64,7 +63,7 @@ def _select_locked(owner_id: int, name: str) -> Notification | None:
     if found is None:
         return None
     pk_value, raw_payload, timestamp = found
-    value = meta.get_field("payload").from_db_value(raw_payload, None, connection)  # type: ignore[attr-defined]
+    value = Notification._meta.get_field("payload").from_db_value(raw_payload, None, connection)  # type: ignore[union-attr,arg-type]
     fields = ["id", "owner_id", "name", "payload", "timestamp"]
     return Notification.from_db(connection.alias, fields, [pk_value, owner_id, name, value, timestamp])
 
