@@ -51,13 +51,17 @@ def run_reserve(env: dict[str, str], n: int, *, owners: int, label: str) -> tupl
         text=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    after_first = f"{result['rate_after_first']:.0f}/s" if result["rate_after_first"] else "-"
     row = ServiceRow(
         scenario=f"reserve_task via the service, 1 process, {label}, {owners} owner(s)",
         n=n,
         rate=result["rate"],
         p50_ms=result["p50_ms"],
         p99_ms=result["p99_ms"],
-        notes=[f"first 100: {result['first_100_rate']:.0f}/s, last 100: {result['last_100_rate']:.0f}/s"],
+        notes=[
+            f"first 100: {result['first_100_rate']:.0f}/s, last 100: {result['last_100_rate']:.0f}/s",
+            f"first call {result['first_ms']:.0f} ms (process warm-up); without it {after_first}",
+        ],
         kind=f"reserve-{label.lower()}-{owners}",
     )
     return row, result
@@ -142,8 +146,16 @@ def api_present() -> bool:
         return False
 
 
+# The API scenario measures throughput, not the limits: one user posts all n reservations, which
+# the default per-user rate (60/min) and daily quota (500) would answer with 429.
+API_LIMITS_LIFTED = {"API_CREATE_RATE": "1000000/min", "API_DAILY_SEND_QUOTA": "0"}
+
+
 def run_api(env: dict[str, str], tmp: Path, *, n: int, clients: int = 32) -> ServiceRow:
-    """POST reservations to /api/tasks/ under gunicorn from ``clients`` concurrent keep-alive clients."""
+    """POST reservations to /api/tasks/ under gunicorn from ``clients`` concurrent keep-alive clients.
+
+    The rate counts 201 answers only, so a run that got refused cannot look fast.
+    """
     label = f"API POST /api/tasks/ under gunicorn, {clients} clients"
     if not api_present():
         return ServiceRow(scenario=label, n=0, notes=["API not present on this branch: skipped"], kind="api")
@@ -154,7 +166,7 @@ def run_api(env: dict[str, str], tmp: Path, *, n: int, clients: int = 32) -> Ser
     user = get_user_model().objects.create_user(username=f"api-{uuid.uuid4().hex[:6]}", password=None)
     token = Token.objects.create(user=user).key
     port = free_port()
-    proc = start_gunicorn(env, port=port, workers=4, threads=8, log=tmp / "gunicorn.log")
+    proc = start_gunicorn({**env, **API_LIMITS_LIFTED}, port=port, workers=4, threads=8, log=tmp / "gunicorn.log")
     latencies: list[float] = []
     codes: dict[int, int] = {}
     errors: list[str] = []
@@ -200,13 +212,21 @@ def run_api(env: dict[str, str], tmp: Path, *, n: int, clients: int = 32) -> Ser
         elapsed = time.perf_counter() - started
     finally:
         stop_process(proc)
+    created = codes.get(201, 0)
+    refused = "" if created == len(latencies) else f"NOT all 201: {len(latencies) - created} other answers"
     row = ServiceRow(
         scenario=label,
         n=len(latencies),
-        rate=len(latencies) / elapsed if elapsed else None,
+        rate=created / elapsed if elapsed else None,
         p50_ms=percentile(latencies, 50) * 1000 if latencies else None,
         p99_ms=percentile(latencies, 99) * 1000 if latencies else None,
-        notes=[f"status codes {codes}", "gunicorn gthread 4 workers x 8 threads", *errors],
+        notes=[
+            f"status codes {codes}",
+            *([refused] if refused else []),
+            "gunicorn gthread 4 workers x 8 threads",
+            "API_CREATE_RATE and API_DAILY_SEND_QUOTA lifted",
+            *errors,
+        ],
         kind="api",
     )
     return row

@@ -32,17 +32,21 @@ def is_list_kind(name: str) -> bool:
 
 
 def merge_entries(current: list[Entry], incoming: list[Entry]) -> list[Entry]:
-    """Replace entries with the same task_id in place and append new ones, in order."""
-    merged = [dict(entry) for entry in current]
+    """Replace entries with the same task_id in place and append new ones, in order.
+
+    Unchanged entries are shared with ``current``, not copied: neither is mutated, and copying
+    every entry of a long list cost more than the merge itself.
+    """
+    merged = list(current)
     index = {entry["task_id"]: i for i, entry in enumerate(merged)}
     for entry in incoming:
         position = index.get(entry["task_id"])
         if position is None:
             index[entry["task_id"]] = len(merged)
-            merged.append(dict(entry))
+            merged.append(entry.copy())
         else:
             merged[position] = {**merged[position], **entry}
-    return merged  # type: ignore[return-value]
+    return merged
 
 
 def stamp_ended(entries: list[Entry], *, now_ts: float) -> list[Entry]:

@@ -47,7 +47,7 @@ UNITS: dict[str, Units] = {
 }
 DEFAULT_LANGUAGE = "en"
 # A month is 30 days here: good enough for "how long until", and the same in every calendar.
-STEPS = (("month", 30 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+MINUTE, HOUR, DAY, MONTH = 60, 3600, 86400, 30 * 86400
 
 
 def units_for(language: str | None) -> Units:
@@ -62,13 +62,29 @@ def format_remaining(seconds: int, language: str | None) -> str:
     Units run from the largest non-zero one down, zero units are left out ("1h left", not
     "1h 0m 0s left"), and nothing left (zero or negative) reads "곧 발송" / "due now".
     """
-    units = units_for(language)
+    return remaining_text(seconds, units_for(language))
+
+
+def remaining_text(seconds: int, units: Units) -> str:
+    """format_remaining with the unit table already looked up, for a poll that writes hundreds.
+
+    Written out unit by unit rather than as a loop over a unit table: it runs for every entry of every poll.
+    """
     if seconds <= 0:
         return units["due"]
+    months, rest = divmod(int(seconds), MONTH)
+    days, rest = divmod(rest, DAY)
+    hours, rest = divmod(rest, HOUR)
+    minutes, secs = divmod(rest, MINUTE)
     parts = []
-    rest = int(seconds)
-    for unit, size in STEPS:
-        amount, rest = divmod(rest, size)
-        if amount:
-            parts.append(f"{amount}{units[unit]}")  # type: ignore[literal-required]
+    if months:
+        parts.append(f"{months}{units['month']}")
+    if days:
+        parts.append(f"{days}{units['day']}")
+    if hours:
+        parts.append(f"{hours}{units['hour']}")
+    if minutes:
+        parts.append(f"{minutes}{units['minute']}")
+    if secs:
+        parts.append(f"{secs}{units['second']}")
     return units["left"] % units["joiner"].join(parts)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db.models import JSONField
 from django.utils import timezone
 
 from notifications.models import Notification
@@ -21,6 +23,8 @@ from notifications.payload import (
     validate_payload,
 )
 
+_PAYLOAD: JSONField = Notification._meta.get_field("payload")  # type: ignore[assignment]
+
 
 def grace_seconds() -> float:
     """How long an ended task's entry stays in its list so a polling page can see the end."""
@@ -33,7 +37,7 @@ def _locked_row(owner_id: int, name: str) -> Notification:
     PostgreSQL: SELECT ... FOR UPDATE; a concurrent first insert loses on the unique constraint
     and then locks the winner's row. SQLite: the IMMEDIATE transaction already holds the write lock.
     """
-    row = Notification.objects.select_for_update().filter(owner_id=owner_id, name=name).first()
+    row = _select_locked(owner_id, name)
     if row is not None:
         return row
     try:
@@ -44,21 +48,71 @@ def _locked_row(owner_id: int, name: str) -> Notification:
         return Notification.objects.select_for_update().get(owner_id=owner_id, name=name)
 
 
-def _apply(row: Notification, name: str, data: Any, now_ts: float) -> None:
-    """Merge ``data`` into ``row`` in memory and bump its timestamp; PayloadError leaves it unchanged."""
+@lru_cache(maxsize=4)
+def _statements(alias: str) -> tuple[str, str]:
+    """The locked read and the write of one row in plain SQL for database ``alias``, built once.
+
+    Why: every reservation merges into its owner's list, and the ORM spent more time building
+    these statements than the database spent running them (measured).
+    """
+    conn = connections[alias]
+    meta = Notification._meta
+    quote = conn.ops.quote_name
+    column = {field.name: quote(field.column) for field in meta.concrete_fields}
+    table, pk, payload, stamp = quote(meta.db_table), column["id"], column["payload"], column["timestamp"]
+    select = f"SELECT {pk}, {payload}, {stamp} FROM {table} WHERE {column['owner']} = %s AND {column['name']} = %s"  # noqa: S608 - model names, bound values
+    if conn.features.has_select_for_update:
+        select += " FOR UPDATE"
+    update = f"UPDATE {table} SET {payload} = %s, {stamp} = %s WHERE {pk} = %s"  # noqa: S608 - model names, bound values
+    return select, update
+
+
+def _select_locked(owner_id: int, name: str) -> Notification | None:
+    """SELECT ... FOR UPDATE of one row; ``created_at`` is left deferred."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    with conn.cursor() as cursor:
+        cursor.execute(_statements(conn.alias)[0], [owner_id, name])
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    pk, raw_payload, timestamp = found
+    payload = _PAYLOAD.from_db_value(raw_payload, None, conn)  # type: ignore[arg-type]
+    fields = ["id", "owner_id", "name", "payload", "timestamp"]
+    return Notification.from_db(conn.alias, fields, [pk, owner_id, name, payload, timestamp])
+
+
+def _checked(name: str, data: Any) -> Any:
+    """Return ``data`` as merge input (a list of entries for list kinds); PayloadError if its shape is bad."""
+    if not is_list_kind(name):
+        validate_payload(name, {"data": data})
+        return data
+    incoming: list[Entry] = [data] if isinstance(data, dict) else list(data)
+    validate_payload(name, {"data": incoming})
+    return incoming
+
+
+def _apply(row: Notification, name: str, incoming: Any, now_ts: float) -> None:
+    """Merge checked ``incoming`` into ``row`` in memory and bump its timestamp.
+
+    The merged list is not validated again: the stored list was checked when it was written,
+    incoming entries were checked by _checked, and merging by task_id keeps task ids unique.
+    Why: validating the whole list on each merge cost O(list) per reservation.
+    """
     if is_list_kind(name):
-        incoming: list[Entry] = [data] if isinstance(data, dict) else list(data)
-        validate_payload(name, {"data": incoming})
-        merged = merge_entries(list(row.payload.get("data") or []), stamp_ended(incoming, now_ts=now_ts))
-        payload: dict[str, Any] = {"data": prune_entries(merged, now_ts=now_ts, grace_seconds=grace_seconds())}
+        merged = merge_entries(row.payload.get("data") or [], stamp_ended(incoming, now_ts=now_ts))
+        row.payload = {"data": prune_entries(merged, now_ts=now_ts, grace_seconds=grace_seconds())}
     else:
-        payload = {"data": data}
-    _set(row, payload, now_ts)
+        row.payload = {"data": incoming}
+    _bump(row, now_ts)
 
 
 def _set(row: Notification, payload: dict[str, Any], now_ts: float) -> None:
     validate_payload(row.name, payload)
     row.payload = payload
+    _bump(row, now_ts)
+
+
+def _bump(row: Notification, now_ts: float) -> None:
     # Strictly increasing, so a reader polling with since=<last timestamp> never misses a change.
     row.timestamp = max(now_ts, row.timestamp + 1e-6)
 
@@ -68,16 +122,20 @@ def _save(row: Notification, payload: dict[str, Any], now_ts: float) -> None:
     row.save(update_fields=["payload", "timestamp"])
 
 
-@transaction.atomic
 def merge_notification(*, owner_id: int, name: str, data: Any) -> Notification:
     """Merge ``data`` into the (owner, name) row under a lock and bump its timestamp.
 
     List kinds merge entries by task_id (replace or append) and prune ended ones after a grace
     period; other kinds replace the value. Raises PayloadError for a bad shape; nothing is saved.
+    Inside a caller's transaction (reserve_task writes the task row in the same one) no savepoint
+    is opened: the shape is checked before any query, so there is nothing partial to undo, and a
+    database error fails the caller's transaction as a whole. The row lock lasts until it commits.
     """
-    row = _locked_row(owner_id, name)
-    _apply(row, name, data, timezone.now().timestamp())
-    row.save(update_fields=["payload", "timestamp"])
+    incoming = _checked(name, data)
+    with transaction.atomic(savepoint=False):
+        row = _locked_row(owner_id, name)
+        _apply(row, name, incoming, timezone.now().timestamp())
+        _save_all([row])
     return row
 
 
@@ -112,6 +170,7 @@ def merge_notifications(*, changes: list[tuple[int, str, Any]]) -> None:
     """
     if not changes:
         return
+    checked = [(owner_id, name, _checked(name, data)) for owner_id, name, data in changes]
     now_ts = timezone.now().timestamp()
     keys = {(owner_id, name) for owner_id, name, _ in changes}
     found = Notification.objects.select_for_update().filter(
@@ -120,8 +179,8 @@ def merge_notifications(*, changes: list[tuple[int, str, Any]]) -> None:
     rows = {(row.owner_id, row.name): row for row in found.order_by("pk") if (row.owner_id, row.name) in keys}
     for owner_id, name in sorted(keys - rows.keys()):
         rows[(owner_id, name)] = _locked_row(owner_id, name)
-    for owner_id, name, data in changes:
-        _apply(rows[(owner_id, name)], name, data, now_ts)
+    for owner_id, name, incoming in checked:
+        _apply(rows[(owner_id, name)], name, incoming, now_ts)
     _save_all(list(rows.values()))
 
 
@@ -131,14 +190,11 @@ def _save_all(rows: list[Notification]) -> None:
     bulk_update builds a CASE expression per row and field; for a batch of a hundred owners that
     cost ~90 ms of Python per call (measured), against a few ms for the plain statements.
     """
-    meta = Notification._meta
-    payload_field = meta.get_field("payload")
-    quote = connection.ops.quote_name
-    table, payload, stamp, pk = (
-        quote(name)
-        for name in (meta.db_table, payload_field.column, meta.get_field("timestamp").column, meta.pk.column)
-    )
-    sql = f"UPDATE {table} SET {payload} = %s, {stamp} = %s WHERE {pk} = %s"  # noqa: S608 - model names, bound values
-    params = [(payload_field.get_db_prep_save(row.payload, connection), row.timestamp, row.pk) for row in rows]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+    conn = connections[DEFAULT_DB_ALIAS]
+    sql = _statements(conn.alias)[1]
+    params = [(_PAYLOAD.get_db_prep_save(row.payload, conn), row.timestamp, row.pk) for row in rows]
+    with conn.cursor() as cursor:
+        if len(params) == 1:  # one merge: a plain execute (also what query logs show as an UPDATE)
+            cursor.execute(sql, params[0])
+        else:
+            cursor.executemany(sql, params)

