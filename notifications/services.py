@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
@@ -86,7 +86,7 @@ def _checked(name: str, data: Any) -> Any:
     if not is_list_kind(name):
         validate_payload(name, {"data": data})
         return data
-    incoming: list[Entry] = [data] if isinstance(data, dict) else list(data)
+    incoming: list[Entry] = [cast(Entry, data)] if isinstance(data, dict) else list(data)
     validate_payload(name, {"data": incoming})
     return incoming
 

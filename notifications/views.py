@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from notifications.selectors import poll_items
 from notifications.services import dismiss_entries
+from reservemail.http import AuthedRequest
 
 
 def signed_in(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -36,7 +37,7 @@ def _server_time(response: HttpResponse) -> HttpResponse:
 
 @require_GET
 @signed_in
-def poll(request: HttpRequest) -> HttpResponse:
+def poll(request: AuthedRequest) -> HttpResponse:
     """Return ``[{name, data, timestamp}]`` of the user's rows changed after ``since``."""
     try:
         since = float(request.GET.get("since", "0") or 0)
@@ -54,7 +55,7 @@ def poll(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @signed_in
-def dismiss(request: HttpRequest) -> HttpResponse:
+def dismiss(request: AuthedRequest) -> HttpResponse:
     """Drop ended tasks ``task_id`` (repeatable form field) from the user's lists: POST with CSRF."""
     try:
         task_ids = [int(value) for value in request.POST.getlist("task_id")]
