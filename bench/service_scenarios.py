@@ -51,7 +51,6 @@ def run_reserve(env: dict[str, str], n: int, *, owners: int, label: str) -> tupl
         text=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    after_first = f"{result['rate_after_first']:.0f}/s" if result["rate_after_first"] else "-"
     row = ServiceRow(
         scenario=f"reserve_task via the service, 1 process, {label}, {owners} owner(s)",
         n=n,
@@ -60,7 +59,7 @@ def run_reserve(env: dict[str, str], n: int, *, owners: int, label: str) -> tupl
         p99_ms=result["p99_ms"],
         notes=[
             f"first 100: {result['first_100_rate']:.0f}/s, last 100: {result['last_100_rate']:.0f}/s",
-            f"first call {result['first_ms']:.0f} ms (process warm-up); without it {after_first}",
+            f"after one untimed warm-up reservation ({result['warm_up_ms']:.0f} ms)",
         ],
         kind=f"reserve-{label.lower()}-{owners}",
     )

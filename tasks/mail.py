@@ -81,8 +81,16 @@ def render_message(
 
 
 def check_renders(*, template: str, context: dict[str, Any]) -> None:
-    """Render once with a sample recipient so template errors surface before anything is queued."""
-    render_message(template=template, context=context, recipient="check@example.com", message_id="<check@local>")
+    """Render every part once with a sample recipient so template errors surface before anything is queued.
+
+    Only the parts: building the message around them (as render_message does) cannot fail on
+    the context, and costs a third of the check.
+    """
+    ctx = {**context, "recipient": "check@example.com"}
+    _render(f"email/{template}.subject", ctx)
+    _render(f"email/{template}.txt", ctx)
+    if _has_html(template):
+        _render(f"email/{template}.html", ctx)
 
 
 def new_message_id() -> str:

@@ -169,7 +169,8 @@ def schedule(*, task_id: int, due: datetime, queue_name: str = SCHEDULER_QUEUE, 
         logger.info("job already exists, moving it task_id=%s job_id=%s", task_id, job_id_for(task_id))
         reschedule(task_id=task_id, due=due, queue_name=queue_name)
         return
-    logger.info("scheduled task_id=%s job_id=%s due=%s", task_id, job_id_for(task_id), due.isoformat())
+    # DEBUG: the service logs the reservation (with its due time) at INFO already.
+    logger.debug("scheduled task_id=%s job_id=%s due=%s", task_id, job_id_for(task_id), due)
 
 
 def enqueue(*, task_id: int, queue_name: str = SEND_QUEUE) -> None:
