@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -51,9 +54,9 @@ class MailSession:
         backend = self.backend()
         if isinstance(backend, SmtpBackend) and backend.connection is not None:
             encoding = message.encoding or settings.DEFAULT_CHARSET
-            sender = sanitize_address(message.from_email, encoding)
-            recipients = [sanitize_address(address, encoding) for address in message.recipients()]
-            data = message.message().as_bytes(linesep="\r\n")
+            sender = _sender(message.from_email, encoding)
+            recipients = [_sanitize(address, encoding) for address in message.recipients()]
+            data = encode(message)
             wire = backend.connection
             return _capture(lambda: wire.sendmail(sender, recipients, data)), settings.MAIL_SEND_OVERLAP
         return _capture(lambda: _deliver(backend, message)), False
@@ -89,6 +92,39 @@ class MailSession:
 
     def __exit__(self, *exc: Any) -> None:
         self.end_job()
+
+
+def encode(message: EmailMessage) -> bytes:
+    """The message as SMTP DATA, as Django's backend sends it, with each MIME boundary set here.
+
+    Why: left unset, the email package draws a boundary and compiles a regular expression
+    from it to search the body for it, once per message: a tenth of a mail's CPU (measured).
+    A random 128-bit boundary cannot occur in a body by chance, and no body sees it before.
+    """
+    mime = message.message()
+    for part in mime.walk():
+        if part.is_multipart() and part.get_boundary() is None:
+            part.set_boundary(f"=_rm{secrets.token_hex(16)}")
+    return mime.as_bytes(linesep="\r\n")
+
+
+# A plain ASCII local@domain (a dot-atom at a dotted host name), which sanitize_address returns unchanged.
+_PLAIN_ADDRESS = re.compile(
+    r"[-!#$%&'*+/=?^_`{}|~0-9A-Za-z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9A-Za-z]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
+
+
+def _sanitize(address: str, encoding: str) -> str:
+    """Django's sanitize_address, skipping its header parser for a plain address (a fifth of a send's CPU)."""
+    if isinstance(address, str) and _PLAIN_ADDRESS.fullmatch(address):
+        return address
+    return sanitize_address(address, encoding)
+
+
+@lru_cache(maxsize=16)
+def _sender(address: str, encoding: str) -> str:
+    """The envelope sender: DEFAULT_FROM_EMAIL for nearly every mail, so parsed once."""
+    return sanitize_address(address, encoding)
 
 
 def _capture(send: Callable[[], object]) -> Callable[[], BaseException | None]:

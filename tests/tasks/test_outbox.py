@@ -113,3 +113,52 @@ def test_with_overlap_off_smtp_sends_in_the_callers_thread(smtp, settings) -> No
         assert settled == ["a@example.com"]  # sent and settled before start() returned
     session.close()
     assert [r.rcpt_tos for r in smtp.received] == [["a@example.com"]]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "alice@example.com",
+        "A.B-c+tag@Sub.Example.ORG",
+        "o'brien@example.com",
+        "x@localhost",
+        "김@example.com",
+        "a@exämple.com",
+        "Alice <alice@example.com>",
+        '"quoted local"@example.com',
+        "a..b@example.com",
+        ".a@example.com",
+        "a@b..c",
+    ],
+)
+def test_the_address_fast_path_agrees_with_djangos_sanitize_address(address: str) -> None:
+    from django.core.mail.message import sanitize_address
+
+    from tasks.smtp import _sanitize
+
+    try:
+        expected: str | type[Exception] = sanitize_address(address, "utf-8")
+    except ValueError:
+        expected = ValueError
+    try:
+        got: str | type[Exception] = _sanitize(address, "utf-8")
+    except ValueError:
+        got = ValueError
+    assert got == expected
+
+
+def test_encode_sets_fresh_boundaries_and_keeps_djangos_message() -> None:
+    from email import message_from_bytes
+
+    from tasks.smtp import encode
+
+    message = _message("a@example.com")
+    first, second = message_from_bytes(encode(message)), message_from_bytes(encode(message))
+    reference = message_from_bytes(message.message().as_bytes(linesep="\r\n"))
+    assert first.get_boundary() != second.get_boundary()
+    assert first.get_boundary().startswith("=_rm")
+    for header in ("Subject", "From", "To", "Message-ID", "Content-Type"):
+        assert first[header].split(";")[0] == reference[header].split(";")[0]
+    assert [p.get_payload(decode=True) for p in first.walk() if not p.is_multipart()] == [
+        p.get_payload(decode=True) for p in reference.walk() if not p.is_multipart()
+    ]
