@@ -63,34 +63,29 @@ def _has_html(template: str) -> bool:
     return (EMAIL_TEMPLATE_DIR / f"{template}.html").exists()
 
 
+def _render_parts(template: str, context: dict[str, Any], recipient: str) -> tuple[str, str, str | None]:
+    """The subject (one line), text body and HTML body (None without a .html part) for ``recipient``."""
+    ctx = {**context, "recipient": recipient}
+    subject = " ".join(_render(f"email/{template}.subject", ctx).split())
+    body = _render(f"email/{template}.txt", ctx)
+    html = _render(f"email/{template}.html", ctx) if _has_html(template) else None
+    return subject, body, html
+
+
 def render_message(
     *, template: str, context: dict[str, Any], recipient: str, message_id: str
 ) -> EmailMultiAlternatives:
     """Render the template for one recipient into a message carrying the fixed Message-ID."""
-    ctx = {**context, "recipient": recipient}
-    subject = " ".join(_render(f"email/{template}.subject", ctx).split())
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=_render(f"email/{template}.txt", ctx),
-        to=[recipient],
-        headers={"Message-ID": message_id},
-    )
-    if _has_html(template):
-        message.attach_alternative(_render(f"email/{template}.html", ctx), "text/html")
+    subject, body, html = _render_parts(template, context, recipient)
+    message = EmailMultiAlternatives(subject=subject, body=body, to=[recipient], headers={"Message-ID": message_id})
+    if html is not None:
+        message.attach_alternative(html, "text/html")
     return message
 
 
 def check_renders(*, template: str, context: dict[str, Any]) -> None:
-    """Render every part once with a sample recipient so template errors surface before anything is queued.
-
-    Only the parts: building the message around them (as render_message does) cannot fail on
-    the context, and costs a third of the check.
-    """
-    ctx = {**context, "recipient": "check@example.com"}
-    _render(f"email/{template}.subject", ctx)
-    _render(f"email/{template}.txt", ctx)
-    if _has_html(template):
-        _render(f"email/{template}.html", ctx)
+    """Render every part once with a sample recipient so template errors surface before anything is queued."""
+    _render_parts(template, context, "check@example.com")
 
 
 def new_message_id() -> str:
