@@ -98,7 +98,10 @@ def run_ceiling(bench: Bench, *, label: str = "ceiling: 1 process, 1 SMTP connec
     for rcpt in recipients:
         message = render_message(template="newsletter", context=CONTEXT, recipient=rcpt, message_id=new_message_id())
         send, _threaded = session.prepare(message)
-        session.sent(send())
+        error = send()
+        session.sent(error)
+        if error is not None:
+            raise error
     session.close()
     arrivals = bench.sink.wait_for(bench.n, timeout=60, idle=10)
     row = summarize(label, arrivals, dict.fromkeys(recipients, due))

@@ -62,11 +62,11 @@ class MailSession:
         return _capture(lambda: _deliver(backend, message)), False
 
     def sent(self, error: BaseException | None) -> None:
-        """Account for a finished send: keep the connection, or drop it and raise ``error``."""
+        """Account for a finished send: keep the connection, or drop it after ``error``."""
         if error is not None:
             self.close()
-            raise error
-        self._used_at = time.monotonic()
+        else:
+            self._used_at = time.monotonic()
 
     def sender(self) -> ThreadPoolExecutor:
         """The one helper thread that puts prepared messages on the wire, one at a time."""
@@ -182,12 +182,8 @@ class Outbox:
             self._finish(key, future.result())
 
     def _finish(self, key: Any, error: BaseException | None) -> None:
-        try:
-            self._session.sent(error)
-        except Exception as exc:  # noqa: BLE001 - the same error, now with the connection dropped
-            self._settle(key, exc)
-            return
-        self._settle(key, None)
+        self._session.sent(error)
+        self._settle(key, error)
 
     def __enter__(self) -> Outbox:
         return self
