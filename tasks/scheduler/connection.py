@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -15,9 +14,6 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Retry
 from rq.queue import Queue
-
-logger = logging.getLogger(__name__)
-
 
 SCHEDULER_QUEUE = "high"  # reservations are scheduled here
 SEND_QUEUE = "default"  # immediate sends

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -16,8 +15,6 @@ from rq.scheduler import RQScheduler
 from rq.worker import SimpleWorker
 
 from tasks.scheduler.status import take_lock, warn_if_evicting
-
-logger = logging.getLogger(__name__)
 
 
 class MailScheduler(RQScheduler):
