@@ -92,7 +92,7 @@ def test_cancel_selected_cancels_pending_and_reports_the_rest(
     assert scheduled(redis_conn, mix["reserved"].pk) is not None
     assert mix["queued"].pk in queued_ids(redis_conn)
     found = act(admin_client, django_capture_on_commit_callbacks, "cancel_selected", mix)
-    r, q, run, f, c, fl = (mix[n].pk for n in ("reserved", "queued", "running", "finished", "canceled", "failed"))
+    r, q, run, f, c, fl = ids(mix, "reserved", "queued", "running", "finished", "canceled", "failed")
     assert found == [
         ("success", "2 tasks canceled."),
         (
@@ -161,7 +161,7 @@ def test_send_now_selected_turns_reservation_into_immediate_send(
     admin_client, mix, redis_conn, django_capture_on_commit_callbacks
 ):
     found = act(admin_client, django_capture_on_commit_callbacks, "send_now_selected", mix)
-    r, q, run, f, c, fl = (mix[n].pk for n in ("reserved", "queued", "running", "finished", "canceled", "failed"))
+    r, q, run, f, c, fl = ids(mix, "reserved", "queued", "running", "finished", "canceled", "failed")
     assert found == [
         ("success", "1 reservation sent now."),
         (
