@@ -12,6 +12,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from tasks.models import Delivery
+from tasks.recipients import addresses_of
 from tasks.selectors import list_tasks_of
 
 COLUMNS = (
@@ -47,7 +48,7 @@ def write_tasks_csv(*, owner: AbstractBaseUser, out: Writable) -> int:
     rows = 0
     for task in tasks.iterator(chunk_size=500):
         values = {name: getattr(task, name) for name in COLUMNS}
-        values.update(recipients=";".join(task.recipients), failed="yes" if task.failed else "no")
+        values.update(recipients=";".join(addresses_of(task.recipients)), failed="yes" if task.failed else "no")
         writer.writerow([values[name] if name in NUMBERS else _cell(values[name]) for name in COLUMNS])
         rows += 1
     return rows

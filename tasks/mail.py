@@ -15,15 +15,17 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import get_template
 
+from tasks.recipients import StoredRecipient
+
 EMAIL_TEMPLATE_DIR = Path(settings.BASE_DIR) / "templates" / "email"
 
 
 @dataclass(frozen=True)
 class MailSpec:
-    """What to send: an allow-listed template, its recipients and the shared context."""
+    """What to send: an allow-listed template, its recipients (as tasks.recipients stores them), the shared context."""
 
     template: str
-    recipients: tuple[str, ...]
+    recipients: tuple[StoredRecipient, ...]
     context: dict[str, Any]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -46,7 +47,7 @@ def ensure_description(description: str) -> str:
     return cleaned
 
 
-def clean_recipients(recipients: list[str] | tuple[str, ...] | str) -> tuple[str, ...]:
+def clean_recipients(recipients: Sequence[object] | str) -> tuple[str, ...]:
     """Split, strip, validate and de-duplicate (case-insensitively) the recipient addresses."""
     if isinstance(recipients, str):
         recipients = recipients.replace(";", ",").replace("\n", ",").split(",")
