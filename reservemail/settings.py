@@ -157,7 +157,7 @@ _redis_queue = {
 RQ_QUEUES = {name: dict(_redis_queue) for name in ("high", "default", "low")}
 # Our services already call the queue from transaction.on_commit(); the scheduler module asks
 # for commit_mode="auto" explicitly. This global mode only affects code outside our services.
-RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "tasks.scheduler.MailWorker"}
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "tasks.worker.MailWorker"}
 WORKER_MAINTENANCE_INTERVAL = env_int("WORKER_MAINTENANCE_INTERVAL", 5)  # seconds
 RQ_SHOW_ADMIN_LINK = True
 
@@ -173,8 +173,12 @@ NOTIFICATION_GRACE_SECONDS = env_int("NOTIFICATION_GRACE_SECONDS", 60)  # ended 
 NOTIFICATION_POLL_SECONDS = float(os.environ.get("NOTIFICATION_POLL_SECONDS", "3"))  # the page's poll interval
 
 # --- Speed (README, Performance) ------------------------------------------------------------
-# Reservations due together are claimed and sent in batches of up to this many (1 = one per job).
-TASK_BATCH_SIZE = env_int("TASK_BATCH_SIZE", 250)
+# Workers claim due recipients in slices of about this many seconds of their own sending (the
+# measured rate), bounded below and above: every worker takes part in a burst, and a frozen one
+# holds at most one slice until its lease (HEARTBEAT_TIMEOUT) runs out (tasks.delivery.policy).
+DELIVERY_SLICE_SECONDS = float(os.environ.get("DELIVERY_SLICE_SECONDS", "0.04"))
+DELIVERY_SLICE_MIN = env_int("DELIVERY_SLICE_MIN", 4)
+DELIVERY_SLICE_MAX = env_int("DELIVERY_SLICE_MAX", 100)
 # Render the next mail while the current one is on the wire (tasks.smtp.Outbox); off = one after the other.
 MAIL_SEND_OVERLAP = env_bool("MAIL_SEND_OVERLAP", True)
 # RQ keeps whole-second due times and polls them; release a job this many seconds (plus the

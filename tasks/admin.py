@@ -145,7 +145,7 @@ class TaskAdmin(admin.ModelAdmin):
         self._run(
             request,
             queryset,
-            call=lambda pk: services.cancel_reserve(owner=None, task_id=pk),
+            call=lambda pk: services.cancel_reserve(owner=None, task_id=pk).task,
             skip=lambda status, failed: None if status in PENDING else str(NOT_PENDING[S(status)]),
             done_message=lambda done: (
                 ngettext("%(n)d task canceled.", "%(n)d tasks canceled.", len(done)) % {"n": len(done)}
@@ -154,13 +154,21 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Stop selected running tasks"), permissions=["cancel"])
     def stop_selected(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        outcomes: dict[int, str] = {}
+
+        def stop(pk: int) -> Task:
+            outcome = services.cancel_task(owner=None, task_id=pk)
+            outcomes[pk] = outcome.message
+            return outcome.task
+
         self._run(
             request,
             queryset,
-            call=lambda pk: services.cancel_task(owner=None, task_id=pk),
+            call=stop,
             skip=lambda status, failed: None if status == S.RUNNING else _("is not running (%s)") % S(status).label,
             done_message=lambda done: (
                 ngettext("%(n)d task stopped.", "%(n)d tasks stopped.", len(done)) % {"n": len(done)}
+                + "".join(f" {outcomes[t.pk]}" for t in done if t.pk in outcomes)
             ),
         )
 

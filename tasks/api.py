@@ -30,6 +30,7 @@ from tasks.models import Task
 from tasks.selectors import list_tasks_of
 from tasks.serializers import (
     ErrorSerializer,
+    TaskCancelOutputSerializer,
     TaskCreateInputSerializer,
     TaskDetailOutputSerializer,
     TaskListQuerySerializer,
@@ -261,17 +262,24 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     @extend_schema(
         summary="Cancel a reservation or stop a running send",
-        description="A `queued` or `reserved` task is canceled before anything is sent; a `running` one stops "
-        "between recipients. A task that already ended (finished or canceled) answers 409 with the reason.",
+        description="A `queued` or `reserved` task is canceled before anything is sent; a `running` one is "
+        "stopped: once the answer arrives no further recipient is handed to the mail server, and `detail` says "
+        "how many already were (`stopped: 3 of 10 sent`). 409 when every recipient was already sent "
+        "(`task_already_sent`) or the task already ended, a second cancel included (`task_canceled`).",
         request=None,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={200: TaskOutputSerializer, 400: ERROR, 409: ERROR, 422: ERROR, **COMMON},
+        responses={200: TaskCancelOutputSerializer, 400: ERROR, 409: ERROR, 422: ERROR, **COMMON},
         examples=[
             OpenApiExample(
                 "Canceled",
                 response_only=True,
                 status_codes=["200"],
-                value={**TASK_EXAMPLE, "status": "canceled", "ended_at": "2026-05-20T14:05:00.120931+09:00"},
+                value={
+                    **TASK_EXAMPLE,
+                    "status": "canceled",
+                    "ended_at": "2026-05-20T14:05:00.120931+09:00",
+                    "detail": "Mail #42 canceled; nothing was sent.",
+                },
             ),
             OpenApiExample(
                 "Already finished",
@@ -287,5 +295,5 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         task = self.get_object()
         if task.is_ended:
             raise_state(task, "cancel")
-        task = services.cancel_task(owner=signed_in(request), task_id=task.pk)
-        return 200, TaskOutputSerializer(task).data
+        outcome = services.cancel_task(owner=signed_in(request), task_id=task.pk)
+        return 200, {**TaskOutputSerializer(outcome.task).data, "detail": outcome.message}

@@ -75,11 +75,17 @@ def _render_parts(template: str, context: dict[str, Any], recipient: str) -> tup
 
 
 def render_message(
-    *, template: str, context: dict[str, Any], recipient: str, message_id: str
+    *, template: str, context: dict[str, Any], recipient: str, message_id: str, to: str | None = None
 ) -> EmailMultiAlternatives:
-    """Render the template for one recipient into a message carrying the fixed Message-ID."""
+    """Render the template for one recipient into a message carrying the fixed Message-ID.
+
+    ``recipient`` is the bare address the template sees; ``to`` the ``To:`` value (with a display
+    name, tasks.recipients.Recipient.header), the address itself when not given.
+    """
     subject, body, html = _render_parts(template, context, recipient)
-    message = EmailMultiAlternatives(subject=subject, body=body, to=[recipient], headers={"Message-ID": message_id})
+    message = EmailMultiAlternatives(
+        subject=subject, body=body, to=[to or recipient], headers={"Message-ID": message_id}
+    )
     if html is not None:
         message.attach_alternative(html, "text/html")
     return message

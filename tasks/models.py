@@ -91,26 +91,52 @@ ENDED = (S.FINISHED, S.CANCELED)
 
 
 class Delivery(models.Model):
-    """One recipient of one task; its Message-ID is fixed before the first attempt to send."""
+    """One recipient of one task; its Message-ID is fixed before the first attempt to send.
+
+    ``lease_token``/``lease_until`` say which worker's slice holds it (tasks.delivery.claim);
+    ``sending`` is written by that worker's ownership check right before the SMTP transaction, so a
+    cancel or takeover that commits first wins and one that commits after sees it going out.
+    ``name`` and ``context`` are the recipient's own data it is rendered with (over the task's context).
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Sending")
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
+        CANCELED = "canceled", _("Not sent (stopped)")
+        SUPPRESSED = "suppressed", _("Suppressed (unsubscribed)")
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="deliveries")
     address = models.EmailField(_("address"), max_length=254)
+    name = models.CharField(_("name"), max_length=200, blank=True, default="")
+    context = models.JSONField(_("recipient context"), default=dict, blank=True)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
     message_id = models.CharField(_("message id"), max_length=255)
     error = models.TextField(_("error"), blank=True, default="")
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    lease_token = models.CharField(_("lease"), max_length=32, blank=True, default="")
+    lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
 
     class Meta:
         ordering = ["pk"]
         constraints = [models.UniqueConstraint(fields=["task", "address"], name="delivery_one_per_address")]
+        indexes = [
+            # The claim's question "which recipients still wait to be sent": only open rows are indexed.
+            models.Index(
+                fields=["task", "lease_until"],
+                name="delivery_open_by_task",
+                condition=Q(status__in=["pending", "sending"]),
+            ),
+            models.Index(fields=["lease_token"], name="delivery_lease", condition=~Q(lease_token="")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.address} ({self.status})"
+
+
+OPEN_DELIVERY = (Delivery.Status.PENDING, Delivery.Status.SENDING)
+SETTLED_DELIVERY = (Delivery.Status.SENT, Delivery.Status.FAILED, Delivery.Status.SUPPRESSED)
 
 
 class IdempotencyKey(models.Model):

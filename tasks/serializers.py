@@ -51,6 +51,16 @@ class TaskOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TaskCancelOutputSerializer(TaskOutputSerializer):
+    """The task after a cancel, with ``detail`` saying what already went out."""
+
+    detail = serializers.CharField(read_only=True)
+
+    class Meta(TaskOutputSerializer.Meta):
+        fields = [*TaskOutputSerializer.Meta.fields, "detail"]
+        read_only_fields = fields
+
+
 class TaskDetailOutputSerializer(TaskOutputSerializer):
     """One task with its log and what happened to each recipient."""
 

@@ -89,13 +89,13 @@ def _back(request: HttpRequest) -> HttpResponse:
 @login_required
 def cancel(request: AuthedRequest, task_id: int) -> HttpResponse:
     try:
-        task = services.cancel_task(owner=request.user, task_id=task_id)
+        outcome = services.cancel_task(owner=request.user, task_id=task_id)
     except TaskNotFoundError as exc:
         raise Http404(str(exc)) from exc
     except ReservemailError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, _("Mail #%(id)s canceled.") % {"id": task.pk})
+        messages.success(request, outcome.message)
     return _back(request)
 
 

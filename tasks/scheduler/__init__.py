@@ -5,8 +5,9 @@ the reconciler find a task's job from the id alone, and a second job for the sam
 (``unique=True``) instead of silently overwriting the first.
 
 Modules: ``connection`` (queue names, the Redis client, release timing), ``jobs`` (one task's
-job), ``status`` (locks, counts, health, stats) and ``worker`` (MailWorker, MailScheduler).
-Callers import this package, which re-exports their API.
+job, and helper jobs for a big task), ``status`` (locks, counts, health, stats). Callers import
+this package, which re-exports their API. It imports no models and nothing of the services: the
+worker classes that call back into the delivery pipeline live in tasks.worker.
 """
 
 from tasks.scheduler.connection import (
@@ -27,6 +28,7 @@ from tasks.scheduler.jobs import (
     discard_jobs,
     due_time,
     enqueue,
+    enqueue_helpers,
     inspect_jobs,
     is_waiting_in_queue,
     job_state,
@@ -48,17 +50,11 @@ from tasks.scheduler.status import (
     worker_count,
     worker_counts,
 )
-from tasks.scheduler.worker import (
-    MailScheduler,
-    MailWorker,
-)
 
 __all__ = [
     "JOB_FUNC",
     "JobInfo",
     "JobState",
-    "MailScheduler",
-    "MailWorker",
     "QUEUE_NAMES",
     "QueueError",
     "SCHEDULER_QUEUE",
@@ -68,6 +64,7 @@ __all__ = [
     "discard_jobs",
     "due_time",
     "enqueue",
+    "enqueue_helpers",
     "eviction_policy",
     "inspect_jobs",
     "is_waiting_in_queue",

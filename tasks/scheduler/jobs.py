@@ -74,6 +74,32 @@ def enqueue(*, task_id: int, queue_name: str = SEND_QUEUE) -> None:
     logger.info("enqueued task_id=%s job_id=%s queue=%s", task_id, job_id_for(task_id), queue_name)
 
 
+def enqueue_helpers(*, task_id: int, count: int, queue_name: str = SEND_QUEUE) -> int:
+    """Queue up to ``count`` extra jobs for a task being sent, so idle workers lease its open recipients too.
+
+    Helper job ids are ``<task id>-h<n>``: never the task's own job id, so cancel and the
+    reconciler still find that one alone; a helper that finds its task ended does nothing.
+    Returns how many were queued.
+    """
+    queue = _queue(queue_name)
+    added = 0
+    for n in range(max(0, min(count, 8))):
+        job_id = f"{job_id_for(task_id)}-h{n}"
+        job = queue.create_job(JOB_FUNC, args=(task_id,), job_id=job_id, description=f"help send task {task_id}")
+        try:
+            queue.enqueue_job(job, unique=True)
+        except DuplicateJobError:
+            existing = Job.fetch(job_id, connection=queue.connection)
+            if existing.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.STARTED):
+                continue
+            existing.delete()
+            queue.enqueue_job(job, unique=True)
+        added += 1
+    if added:
+        logger.info("queued %s helper job(s) task_id=%s", added, task_id)
+    return added
+
+
 def reschedule(*, task_id: int, due: datetime, queue_name: str = SCHEDULER_QUEUE) -> None:
     """Move the task's scheduled job to ``due``; schedule a new one if the job is missing."""
     queue = _queue(queue_name)

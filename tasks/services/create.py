@@ -16,9 +16,9 @@ from tasks import scheduler
 from tasks.logfields import task_fields
 from tasks.mail import MailSpec
 from tasks.models import Task
+from tasks.notify import notify_progress, notify_reserve
 from tasks.selectors import get_task_of
 from tasks.services.dispatch import dispatch
-from tasks.services.notify import notify_progress, notify_reserve
 from tasks.validation import clean_mail, ensure_description, ensure_reservable
 
 logger = logging.getLogger(__name__)

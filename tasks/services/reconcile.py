@@ -1,7 +1,7 @@
 """Make Redis agree with the database: the Task rows are the truth, RQ only delivers them.
 
 Run by ``manage.py reconcile_tasks`` and, every RECONCILE_INTERVAL seconds, by one of the workers
-(tasks.scheduler.MailWorker). Every repair is a conditional update or a unique job id, so two
+(tasks.worker.MailWorker). Every repair is a conditional update or a unique job id, so two
 reconcilers running at once (or a reconciler and a worker) never create a second job for a task
 nor send twice.
 """
@@ -16,10 +16,9 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from tasks import scheduler
+from tasks import scheduler, transitions
+from tasks.delivery.policy import is_missed, max_attempts
 from tasks.models import PENDING, Task
-from tasks.services.dispatch import append_log
-from tasks.services.notify import notify_ended
 
 logger = logging.getLogger(__name__)
 
@@ -53,41 +52,6 @@ class ReconcileReport:
             ids = getattr(self, name)
             parts.append(f"{name}={len(ids)}" + (f"{ids[:20]}" if ids else ""))
         return " ".join(parts)
-
-
-def max_attempts() -> int:
-    """How many times a task may be claimed: the first try plus one per retry interval."""
-    return len(settings.TASK_RETRY_INTERVALS) + 1
-
-
-def is_missed(due: datetime, *, now: datetime) -> bool:
-    """True if a reservation due at ``due`` is later than MISSED_GRACE_MINUTES and must not be sent."""
-    return due < now - timedelta(minutes=settings.MISSED_GRACE_MINUTES)
-
-
-def mark_missed(*, task_id: int, now: datetime) -> bool:
-    """Mark a RESERVED task whose time passed beyond the grace as missed: CANCELED, failed, logged.
-
-    The owner sees it in their notifications (notify_ended). Returns False if the row was no longer
-    RESERVED (someone else moved it first).
-    """
-    due = Task.objects.filter(pk=task_id).values_list("reserved_at", flat=True).first()
-    if due is None:
-        return False
-    late = (now - due).total_seconds() / 60
-    won = Task.objects.filter(pk=task_id, status=Task.Status.RESERVED).update(
-        status=Task.Status.CANCELED,
-        failed=True,
-        ended_at=now,
-        log=append_log(
-            f"missed: due {due.isoformat()}, {late:.0f} min ago, later than the "
-            f"{settings.MISSED_GRACE_MINUTES}-minute grace; not sent"
-        ),
-    )
-    if won:
-        logger.error("reservation missed task_id=%s due=%s late_minutes=%.0f", task_id, due.isoformat(), late)
-        notify_ended(Task.objects.get(pk=task_id))
-    return bool(won)
 
 
 def reconcile_tasks(*, now: datetime | None = None) -> ReconcileReport:
@@ -125,27 +89,20 @@ def _recover_stuck(now: datetime, report: ReconcileReport) -> None:
     ).values_list("pk", "attempts", "queue", "heartbeat_at")
     for task_id, attempts, queue, beat in list(stuck):
         silent = (now - beat).total_seconds() if beat else float(settings.HEARTBEAT_TIMEOUT)
-        mine = Task.objects.filter(pk=task_id, status=Task.Status.RUNNING, attempts=attempts, heartbeat_at=beat)
-        if attempts < max_attempts():
-            if mine.update(
-                status=Task.Status.QUEUED,
-                log=append_log(f"attempt {attempts}: worker lost (no heartbeat for {silent:.0f}s); retrying"),
-            ):
-                logger.warning("worker lost, retrying task_id=%s attempt=%s silent=%.0fs", task_id, attempts, silent)
-                report.recovered.append(task_id)
-                try:
-                    scheduler.requeue(task_id=task_id, queue_name=queue)
-                except scheduler.QueueError as exc:  # the pending pass queues it once Redis answers
-                    logger.error("could not requeue task_id=%s error=%s", task_id, exc)
-        elif mine.update(
-            status=Task.Status.FINISHED,
-            failed=True,
-            ended_at=now,
-            log=append_log(f"attempt {attempts}: worker lost (no heartbeat for {silent:.0f}s); giving up"),
-        ):
+        retry = attempts < max_attempts()
+        line = f"attempt {attempts}: worker lost (no heartbeat for {silent:.0f}s)"
+        if not transitions.recover(task_id=task_id, attempt=attempts, beat=beat, retry=retry, line=line, now=now):
+            continue
+        if not retry:
             logger.error("worker lost, no attempts left task_id=%s attempt=%s", task_id, attempts)
             report.failed.append(task_id)
-            notify_ended(Task.objects.get(pk=task_id))
+            continue
+        logger.warning("worker lost, retrying task_id=%s attempt=%s silent=%.0fs", task_id, attempts, silent)
+        report.recovered.append(task_id)
+        try:
+            scheduler.requeue(task_id=task_id, queue_name=queue)
+        except scheduler.QueueError as exc:  # the pending pass queues it once Redis answers
+            logger.error("could not requeue task_id=%s error=%s", task_id, exc)
 
 
 def _repair_pending(now: datetime, report: ReconcileReport) -> None:
@@ -185,7 +142,7 @@ def _repair_one(
 ) -> None:
     if status == Task.Status.RESERVED and due is not None:
         if is_missed(due, now=now):
-            if mark_missed(task_id=task_id, now=now):
+            if transitions.mark_missed(task_id=task_id, now=now):
                 scheduler.cancel(task_id=task_id)
                 report.missed.append(task_id)
             return

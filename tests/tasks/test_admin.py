@@ -10,7 +10,8 @@ from django.utils import formats, timezone
 from rq.registry import ScheduledJobRegistry
 
 from notifications.models import Notification
-from tasks import scheduler, services
+from django.utils import timezone
+from tasks import scheduler, services, transitions
 from tasks.mail import MailSpec
 from tasks.models import Task
 
@@ -55,7 +56,7 @@ def mix(user, django_capture_on_commit_callbacks):
         )
         queued = services.enqueue_task(owner=user, mail=MAIL, description="queued")
         running = services.enqueue_task(owner=user, mail=MAIL, description="running")
-    assert services.claim_task(task_id=running.pk)
+    assert transitions.claim_own(task_id=running.pk, now=timezone.now())
     return {
         "reserved": reserved,
         "queued": queued,
@@ -118,8 +119,9 @@ def test_cancel_selected_cancels_pending_and_reports_the_rest(
 def test_stop_selected_stops_only_running(admin_client, mix, redis_conn, django_capture_on_commit_callbacks):
     found = act(admin_client, django_capture_on_commit_callbacks, "stop_selected", mix)
     r, q, f, c, fl = ids(mix, "reserved", "queued", "finished", "canceled", "failed")
+    running = mix["running"].pk
     assert found == [
-        ("success", "1 task stopped."),
+        ("success", f"1 task stopped. Mail #{running} stopped: 0 of 0 sent."),
         (
             "warning",
             f"5 tasks skipped: #{r} is not running (Reserved); #{q} is not running (Queued); "

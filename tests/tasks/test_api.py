@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rq.registry import ScheduledJobRegistry
 
-from tasks import scheduler, services
+from tasks import scheduler, services, transitions
 from tasks.mail import MailSpec
 from tasks.models import IdempotencyKey, Task
 from tests.harness import free_port
@@ -404,7 +404,7 @@ def test_cancel_reservation_removes_job(api, user, redis_conn, django_capture_on
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(f"/api/tasks/{task.pk}/cancel/")
     assert response.status_code == 200
-    assert response.json() == body_of(task)
+    assert response.json() == {**body_of(task), "detail": f"Mail #{task.pk} canceled; nothing was sent."}
     assert task.status == "canceled" and task.ended_at is not None
     assert scheduled_score(redis_conn, task.pk) is None
     assert not redis_conn.exists(f"rq:job:{task.pk}")
@@ -413,7 +413,7 @@ def test_cancel_reservation_removes_job(api, user, redis_conn, django_capture_on
 def test_cancel_running_task_stops_it(api, user, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         task = services.enqueue_task(owner=user, mail=MAIL, description="long")
-    assert services.claim_task(task_id=task.pk)
+    assert transitions.claim_own(task_id=task.pk, now=timezone.now())
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(f"/api/tasks/{task.pk}/cancel/")
     assert response.status_code == 200

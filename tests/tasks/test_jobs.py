@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from notifications.models import Notification
 from tasks import services
+from tasks.delivery import TransientSendError
 from tasks.jobs import send_task
 from tasks.mail import MailSpec
 from tasks.models import Delivery, Task
@@ -91,7 +92,7 @@ def test_permanent_refusal_fails_that_recipient_only(user, smtp):
 def test_transient_failure_outside_rq_fails_task(user, smtp):
     smtp.handler.fail_queue.append("451 4.3.0 try later")
     task = make_task(user, recipients=("a@example.com",))
-    with pytest.raises(services.run.TransientSendError, match="451"):
+    with pytest.raises(TransientSendError, match="451"):
         send_task(task.pk)
     task.refresh_from_db()
     assert (task.status, task.failed) == ("finished", True)

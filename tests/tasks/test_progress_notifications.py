@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from notifications.models import Notification
 from tasks import services
+from tasks.delivery import run_task
 from tasks.mail import MailSpec
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +26,7 @@ def test_progress_writes_are_throttled_on_a_large_task(user, settings):
     )
     with CaptureQueriesContext(connection) as queries:
         started = time.monotonic()
-        services.run_task(task_id=task.pk)
+        run_task(task_id=task.pk)
         elapsed = time.monotonic() - started
     writes = [q["sql"] for q in queries if q["sql"].startswith("UPDATE") and "notifications_notification" in q["sql"]]
     bound = 2 + math.ceil(elapsed / settings.TASK_PROGRESS_INTERVAL) + 1  # start + one per interval + end

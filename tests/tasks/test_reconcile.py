@@ -8,12 +8,13 @@ from django.utils import timezone
 from rq.job import Job
 
 from notifications.models import Notification
-from tasks import scheduler, services
+from tasks import scheduler, services, transitions
 from tasks.jobs import send_task
 from tasks.mail import MailSpec
 from tasks.models import Task
-from tasks.services import run
-from tasks.services.reconcile import max_attempts
+from tasks.delivery import records
+from tasks.delivery.policy import max_attempts
+from tasks.models import Delivery
 from tests.harness import free_port
 
 pytestmark = pytest.mark.django_db
@@ -137,13 +138,16 @@ def test_heartbeat_of_an_attempt_taken_over_stops_it(user, settings):
     """A worker frozen past HEARTBEAT_TIMEOUT is fenced off by the attempt number: its writes match nothing."""
     settings.HEARTBEAT_TIMEOUT = 30
     task = make_task(user, status="queued")
-    assert services.claim_task(task_id=task.pk)
+    assert transitions.claim_own(task_id=task.pk, now=timezone.now())
     frozen = Task.objects.get(pk=task.pk)
     Task.objects.filter(pk=task.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=60))
     assert services.reconcile_tasks().recovered == [task.pk]
-    assert services.claim_task(task_id=task.pk)  # another worker, attempt 2
-    assert run._heartbeat(frozen, 1, 2) is False
+    assert transitions.claim_own(task_id=task.pk, now=timezone.now())  # another worker, attempt 2
+    delivery = Delivery.objects.create(task_id=task.pk, address="a@example.com", message_id="<m@x>", lease_token="old")
+    claim = records.Claim(delivery_id=delivery.pk, task_id=task.pk, attempt=frozen.attempts, token="old")
+    assert records.settle_and_mark([], claim) is False  # the frozen attempt's ownership check matches nothing
     assert Task.objects.get(pk=task.pk).attempts == 2
+    assert Delivery.objects.get(pk=delivery.pk).status == "pending"
 
 
 def test_reconcile_without_redis_still_recovers_stuck_rows(user, settings, monkeypatch):

@@ -8,10 +8,10 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from notifications.models import Notification
-from tasks import scheduler, services
+from tasks import scheduler, services, transitions
 from tasks.exceptions import QueueUnavailableError, ReservationError, TaskNotFoundError, TaskStateError
 from tasks.mail import MailSpec
-from tasks.models import Task
+from tasks.models import Delivery, Task
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +101,8 @@ def test_cancel_reserve_cancels_row_and_removes_job(user, redis_conn, django_cap
     with django_capture_on_commit_callbacks(execute=True):
         result = services.cancel_reserve(owner=user, task_id=task.pk)
     task.refresh_from_db()
-    assert result.status == task.status == "canceled"
+    assert result.task.status == task.status == "canceled"
+    assert (result.stopped, result.message) == (False, f"Mail #{task.pk} canceled; nothing was sent.")
     assert task.ended_at is not None
     assert scheduled_score(redis_conn, task.pk) is None
     assert not redis_conn.exists(f"rq:job:{task.pk}")
@@ -109,14 +110,16 @@ def test_cancel_reserve_cancels_row_and_removes_job(user, redis_conn, django_cap
     assert entry["status"] == "canceled"
 
 
-def test_cancel_reserve_on_canceled_task_is_noop(user, django_capture_on_commit_callbacks):
+def test_cancel_reserve_on_canceled_task_is_a_conflict_and_changes_nothing(user, django_capture_on_commit_callbacks):
+    """Exactly one cancel wins: a second one answers 409 (task_canceled), so a client never counts two."""
     task, _ = reserve(user, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=True):
         services.cancel_reserve(owner=user, task_id=task.pk)
-    ended = Task.objects.get(pk=task.pk).ended_at
-    with django_capture_on_commit_callbacks() as callbacks:
-        again = services.cancel_reserve(owner=user, task_id=task.pk)
-    assert again.status == "canceled" and again.ended_at == ended
+    before = Task.objects.values("ended_at", "log").get(pk=task.pk)
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(TaskStateError) as caught:
+        services.cancel_reserve(owner=user, task_id=task.pk)
+    assert caught.value.code == "task_canceled"
+    assert Task.objects.values("ended_at", "log").get(pk=task.pk) == before
     assert callbacks == []
 
 
@@ -135,13 +138,40 @@ def test_cancel_reserve_of_running_task_raises(user, django_capture_on_commit_ca
     assert Task.objects.get(pk=task.pk).status == "running"
 
 
-def test_cancel_task_stops_running_task(user, django_capture_on_commit_callbacks):
-    task, _ = reserve(user, django_capture_on_commit_callbacks)
-    Task.objects.filter(pk=task.pk).update(status="running")
+def _running_with(user, statuses):
+    task = Task.objects.create(
+        owner=user,
+        status="running",
+        attempts=1,
+        description="r",
+        template="welcome",
+        recipients=[f"r{i}@example.com" for i in range(len(statuses))],
+    )
+    for i, status in enumerate(statuses):
+        Delivery.objects.create(task=task, address=f"r{i}@example.com", message_id=f"<{i}@x>", status=status)
+    return task
+
+
+def test_cancel_task_stops_running_task_and_says_what_went_out(user, django_capture_on_commit_callbacks):
+    task = _running_with(user, ["sent", "sending", "pending", "pending"])
     with django_capture_on_commit_callbacks(execute=True):
         result = services.cancel_task(owner=user, task_id=task.pk)
-    assert result.status == "canceled"
-    assert "stopped by alice" in result.log
+    task.refresh_from_db()
+    assert (result.stopped, result.sent, result.total) == (True, 2, 4)
+    assert result.message == f"Mail #{task.pk} stopped: 2 of 4 sent."
+    assert task.status == "canceled" and "stopped by alice: 2 of 4 sent" in task.log
+    statuses = list(Delivery.objects.filter(task=task).order_by("pk").values_list("status", flat=True))
+    assert statuses == ["sent", "sending", "canceled", "canceled"]
+
+
+def test_cancel_task_with_every_recipient_sent_is_already_sent(user, django_capture_on_commit_callbacks):
+    """Never "canceled" with all of its deliveries sent: the answer is 409 task_already_sent, nothing changes."""
+    task = _running_with(user, ["sent", "sending"])
+    with pytest.raises(TaskStateError) as caught:
+        services.cancel_task(owner=user, task_id=task.pk)
+    assert caught.value.code == "task_already_sent"
+    task.refresh_from_db()
+    assert task.status == "running" and "stopped" not in task.log
 
 
 def test_cancel_task_of_finished_task_raises(user, django_capture_on_commit_callbacks):
@@ -155,15 +185,15 @@ def test_claim_after_cancel_does_nothing(user, django_capture_on_commit_callback
     task, _ = reserve(user, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=True):
         services.cancel_reserve(owner=user, task_id=task.pk)
-    assert services.claim_task(task_id=task.pk) is False
+    assert transitions.claim_own(task_id=task.pk, now=timezone.now()) is False
     assert Task.objects.get(pk=task.pk).status == "canceled"
 
 
 def test_claim_is_won_once(user, django_capture_on_commit_callbacks):
     task, _ = reserve(user, django_capture_on_commit_callbacks)
     Task.objects.filter(pk=task.pk).update(reserved_at=timezone.now())  # due now
-    assert services.claim_task(task_id=task.pk) is True
-    assert services.claim_task(task_id=task.pk) is False
+    assert transitions.claim_own(task_id=task.pk, now=timezone.now()) is True
+    assert transitions.claim_own(task_id=task.pk, now=timezone.now()) is False
     task.refresh_from_db()
     assert (task.status, task.attempts) == ("running", 1)
 
@@ -171,7 +201,7 @@ def test_claim_is_won_once(user, django_capture_on_commit_callbacks):
 def test_claim_refuses_reservation_not_yet_due(user, django_capture_on_commit_callbacks):
     """A job released early (or a task moved while its job waited) can never send before reserved_at."""
     task, _ = reserve(user, django_capture_on_commit_callbacks, seconds=90)
-    assert services.claim_task(task_id=task.pk) is False
+    assert transitions.claim_own(task_id=task.pk, now=timezone.now()) is False
     task.refresh_from_db()
     assert (task.status, task.attempts, task.started_at) == ("reserved", 0, None)
 

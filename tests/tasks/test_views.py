@@ -195,7 +195,7 @@ def test_cancel_from_the_page_cancels_and_goes_back(signed_in, user, redis_conn,
     with django_capture_on_commit_callbacks(execute=True):
         response = signed_in.post(f"/tasks/{task.pk}/cancel/", {"next": "/tasks/"}, follow=True)
     assert response.redirect_chain == [("/tasks/", 302)]
-    assert f"Mail #{task.pk} canceled." in response.content.decode()
+    assert f"Mail #{task.pk} canceled; nothing was sent." in response.content.decode()
     task.refresh_from_db()
     assert task.status == "canceled"
     assert redis_conn.zscore(ScheduledJobRegistry("high", connection=redis_conn).key, str(task.pk)) is None

@@ -1,4 +1,5 @@
-"""Batches of due reservations (tasks.services.batch) against real Redis and a real SMTP sink."""
+"""The delivery pipeline (tasks.delivery: claim slices, send with the ownership check, settle) against
+real Redis and a real SMTP sink."""
 
 from datetime import timedelta
 
@@ -8,11 +9,12 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from notifications.models import Notification
-from tasks import scheduler, services
+from tasks import scheduler, services, transitions
+from tasks.delivery import TransientSendError, records
+from tasks.delivery.claim import claim_slice
+from tasks.delivery.send import Beat, SliceSender
 from tasks.jobs import send_task
 from tasks.models import Delivery, Task
-from tasks.services import batch
-from tasks.services.run import TransientSendError
 
 pytestmark = pytest.mark.django_db
 
@@ -55,26 +57,81 @@ def test_one_job_sends_every_due_reservation_of_its_queue(user, smtp):
 def test_claim_due_takes_soonest_due_up_to_limit(user):
     tasks = make_reserved(user, 5)
     make_reserved(user, 1, due=timezone.now() + timedelta(seconds=30))
-    claimed = batch.claim_due(queue="high", now=timezone.now(), limit=3)
-    assert [t.pk for t in claimed] == [t.pk for t in tasks[:3]]
-    assert all(t.status == "running" and t.attempts == 1 for t in claimed)
-    assert list(Task.objects.order_by("pk").values_list("status", flat=True)) == ["running"] * 3 + ["reserved"] * 3
-    assert batch.claim_due(queue="default", now=timezone.now(), limit=10) == []
+    claimed = transitions.claim_due(now=timezone.now(), limit=3)
+    assert claimed == [t.pk for t in tasks[:3]]
+    assert (
+        list(Task.objects.order_by("pk").values_list("status", "attempts"))
+        == [("running", 1)] * 3 + [("reserved", 0)] * 3
+    )
 
 
-def test_batch_sends_nothing_more_to_a_task_canceled_after_the_claim(user, smtp, settings):
-    settings.TASK_PROGRESS_INTERVAL = 0  # look for cancels before every recipient
+def test_claim_slice_leases_at_most_limit_and_a_second_claim_takes_the_rest(user):
+    big = make_reserved(user, 1, recipients=[f"b{i}@example.com" for i in range(10)])[0]
+    first = claim_slice(own_task_id=None, now=timezone.now(), limit=4)
+    second = claim_slice(own_task_id=None, now=timezone.now(), limit=100)
+    assert first.claimed == [big.pk] and first.unleased
+    assert [w.address for w in first.work] == [f"b{i}@example.com" for i in range(4)]
+    assert [w.address for w in second.work] == [f"b{i}@example.com" for i in range(4, 10)]
+    assert second.claimed == [] and first.token != second.token
+    assert Delivery.objects.filter(task=big).count() == 10
+    assert len(set(Delivery.objects.values_list("message_id", flat=True))) == 10
+    assert claim_slice(own_task_id=None, now=timezone.now(), limit=100).work == []
+
+
+def test_expired_lease_is_taken_over_and_the_old_holder_can_no_longer_send(user, settings):
+    """A frozen worker's slice: once its lease ran out another worker takes it; the frozen one's check fails."""
+    settings.HEARTBEAT_TIMEOUT = 30
+    task = make_reserved(user, 1, recipients=["a@example.com", "b@example.com"])[0]
+    frozen = claim_slice(own_task_id=None, now=timezone.now(), limit=10)
+    assert claim_slice(own_task_id=None, now=timezone.now(), limit=10).work == []  # still leased
+    later = timezone.now() + timedelta(seconds=31)
+    taker = claim_slice(own_task_id=None, now=later, limit=10)
+    assert [w.address for w in taker.work] == ["a@example.com", "b@example.com"]
+    old = records.Claim(frozen.work[0].delivery_id, task.pk, frozen.tasks[task.pk].attempts, frozen.token)
+    new = records.Claim(taker.work[0].delivery_id, task.pk, taker.tasks[task.pk].attempts, taker.token)
+    assert records.settle_and_mark([], old) is False
+    assert records.settle_and_mark([], new) is True
+    assert Delivery.objects.get(pk=new.delivery_id).status == "sending"
+
+
+def test_nothing_more_is_sent_of_a_task_stopped_after_the_claim(user, smtp):
+    """The ownership check right before SMTP sees a stop that committed after the claim: no message goes out."""
     tasks = make_reserved(user, 3, recipients=["a@example.com", "b@example.com"])
-    claimed = batch.claim_due(queue="high", now=timezone.now(), limit=10)
-    services.cancel_task(owner=user, task_id=tasks[1].pk)
-    assert batch.send_batch(claimed, own_task_id=tasks[0].pk) is None
-    statuses = dict(Task.objects.values_list("pk", "status"))
-    assert [statuses[t.pk] for t in tasks] == ["finished", "canceled", "finished"]
-    assert Delivery.objects.filter(task=tasks[1], status="pending").count() == 2
-    assert len(smtp.received) == 4
+    chunk = claim_slice(own_task_id=None, now=timezone.now(), limit=10)
+    assert sorted(chunk.tasks) == [t.pk for t in tasks]
+    outcome = services.cancel_task(owner=user, task_id=tasks[1].pk)
+    assert (outcome.stopped, outcome.sent, outcome.total) == (True, 0, 2)
+    result = SliceSender(chunk, Beat(), on_transient=lambda task, exc: None).run()
+    assert result.sent == 4 and tasks[1].pk in result.stopped
+    assert len(smtp.received) == 4 and not {r.message_id for r in smtp.received} & _ids(tasks[1])
+    assert set(Delivery.objects.filter(task=tasks[1]).values_list("status", flat=True)) == {"canceled"}
 
 
-def test_batch_hands_back_a_foreign_task_after_a_transient_error(user, smtp, redis_conn):
+def _ids(task):
+    return set(Delivery.objects.filter(task=task).values_list("message_id", flat=True))
+
+
+def test_transition_table_is_enforced_for_every_write(user):
+    with pytest.raises(RuntimeError, match="finished->running"):
+        transitions._allowed(["finished"], "running")
+    assert transitions._allowed(["reserved", "queued"], "running") == ["reserved", "queued"]
+
+
+def test_a_big_task_gets_helper_jobs_for_idle_workers(user, smtp, redis_conn, settings):
+    settings.DELIVERY_SLICE_MIN = settings.DELIVERY_SLICE_MAX = 2
+    task = make_reserved(user, 1, recipients=[f"h{i}@example.com" for i in range(6)])[0]
+    redis_conn.sadd("rq:workers", "rq:worker:a", "rq:worker:b")  # two registered workers: one helper
+    redis_conn.hset("rq:worker:a", "queues", "high")
+    redis_conn.hset("rq:worker:b", "queues", "high")
+    send_task(task.pk)
+    assert Task.objects.get(pk=task.pk).status == "finished"
+    assert len(smtp.received) == 6
+    assert Job.fetch(f"{task.pk}-h0", connection=redis_conn).get_status() == "queued"
+    send_task(task.pk)  # the helper job: its task ended, it does nothing
+    assert len(smtp.received) == 6
+
+
+def test_a_foreign_task_is_handed_back_with_a_job_of_its_own_after_a_transient_error(user, smtp, redis_conn):
     tasks = make_reserved(user, 3)
     smtp.handler.fail_queue.extend([None, "451 4.3.0 mailbox busy"])  # the second task's send fails once
     send_task(tasks[0].pk)
@@ -82,18 +139,18 @@ def test_batch_hands_back_a_foreign_task_after_a_transient_error(user, smtp, red
     assert (failed.status, failed.attempts) == ("queued", 1)
     assert "451 4.3.0 mailbox busy; retrying (3 left)" in failed.log
     job = Job.fetch(str(failed.pk), connection=redis_conn)
-    assert job.retries_left == 2  # the batch used the first attempt
+    assert job.retries_left == 2  # the slice used the first attempt
     score = redis_conn.zscore(ScheduledJobRegistry("high", connection=redis_conn).key, str(failed.pk))
     assert score is not None and score <= timezone.now().timestamp() + 1
     assert [Task.objects.get(pk=t.pk).status for t in (tasks[0], tasks[2])] == ["finished", "finished"]
     assert Delivery.objects.get(task=failed).status == "pending"
-    # Its own job (a QUEUED task now) sends it through the one-task path, never twice.
+    # Its own job (a QUEUED task now) sends it, never twice.
     send_task(failed.pk)
     assert Task.objects.get(pk=failed.pk).status == "finished"
     assert sorted(r.rcpt_tos[0] for r in smtp.received) == ["r0@example.com", "r1@example.com", "r2@example.com"]
 
 
-def test_batch_raises_the_own_tasks_transient_error_after_sending_the_others(user, smtp):
+def test_the_jobs_own_transient_error_is_raised_after_sending_the_others(user, smtp):
     tasks = make_reserved(user, 3)
     smtp.handler.fail_queue.append("451 4.3.0 try later")  # the own task goes first and fails
     with pytest.raises(TransientSendError, match="451"):
@@ -124,14 +181,6 @@ def test_release_time_is_whole_seconds_before_due(settings):
     assert scheduler.release_time(due).timestamp() == int(due.timestamp())
     settings.JOB_RELEASE_LEAD = -1  # plain round-up, for comparison
     assert scheduler.release_time(due).timestamp() == int(due.timestamp()) + 1
-
-
-def test_batching_off_sends_only_the_jobs_own_task(user, smtp, settings):
-    settings.TASK_BATCH_SIZE = 1
-    tasks = make_reserved(user, 3)
-    send_task(tasks[1].pk)
-    assert [Task.objects.get(pk=t.pk).status for t in tasks] == ["reserved", "finished", "reserved"]
-    assert [r.rcpt_tos for r in smtp.received] == [["r1@example.com"]]
 
 
 def test_send_now_task_is_sent_at_once_not_at_its_old_time(user, smtp, django_capture_on_commit_callbacks):

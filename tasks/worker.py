@@ -1,4 +1,7 @@
-"""The worker class for reservemail's queues and the scheduler it starts."""
+"""The RQ worker class for reservemail's queues and the scheduler it starts (RQ_WORKER_CLASS).
+
+It calls into the services (the reconciler) and, through tasks.jobs, the delivery pipeline; nothing
+imports it back, so tasks.scheduler stays a pure adapter."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.db import close_old_connections, connection
 from redis.exceptions import RedisError
 from rq import worker_registration
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
@@ -14,7 +18,8 @@ from rq.queue import Queue
 from rq.scheduler import RQScheduler
 from rq.worker import SimpleWorker
 
-from tasks.scheduler.status import take_lock, warn_if_evicting
+from tasks.scheduler import take_lock, warn_if_evicting
+from tasks.services.reconcile import reconcile_tasks
 
 
 class MailScheduler(RQScheduler):
@@ -156,11 +161,6 @@ class MailWorker(SimpleWorker):
     def _reconcile_if_due(self) -> None:
         if settings.RECONCILE_INTERVAL <= 0 or not take_lock("reconcile", ttl=settings.RECONCILE_INTERVAL):
             return
-        # Imported here: the services import this module, and only the worker calls back into them.
-        from django.db import close_old_connections, connection
-
-        from tasks.services.reconcile import reconcile_tasks
-
         try:
             if not connection.in_atomic_block:
                 close_old_connections()

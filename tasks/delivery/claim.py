@@ -1,0 +1,140 @@
+"""Claim due work in small slices under a lease: the tasks that fall due, and recipients nobody holds.
+
+One claim is one transaction. It moves the job's own task and due reservations to RUNNING
+(tasks.transitions), creates their deliveries with Message-IDs fixed, and leases up to ``limit``
+open deliveries to a fresh token for ``lease_seconds()``: first recipients of tasks already
+running that nobody holds (a big task shared by several workers, or a slice whose lease ran out
+because its worker froze or died), then those of the tasks just claimed. The content a slice
+sends is read inside the claim, after the RUNNING write, so an edit that committed before the
+claim is what goes out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+
+from tasks import transitions
+from tasks.delivery.policy import lease_seconds
+from tasks.mail import new_message_id
+from tasks.models import OPEN_DELIVERY, Delivery, Task
+from tasks.recipients import parse_stored
+
+RUNNING = Task.Status.RUNNING
+
+
+@dataclass(frozen=True)
+class Work:
+    """One leased recipient: its delivery, address, display name, own merge data and fixed Message-ID."""
+
+    delivery_id: int
+    task_id: int
+    address: str
+    name: str
+    context: dict[str, Any]
+    message_id: str
+
+
+@dataclass
+class Slice:
+    """What one claim gave this worker: the lease token, the recipients in order, and their tasks."""
+
+    token: str
+    work: list[Work] = field(default_factory=list)
+    tasks: dict[int, Task] = field(default_factory=dict)
+    claimed: list[int] = field(default_factory=list)  # tasks this claim moved to RUNNING
+    own_claimed: bool = False
+    unleased: bool = False  # a claimed task still has recipients nobody holds (others can help)
+
+    def __bool__(self) -> bool:
+        return bool(self.work or self.claimed)
+
+
+def claim_slice(*, own_task_id: int | None, now: datetime, limit: int) -> Slice:
+    """Claim the own task (if given and claimable), due reservations and open recipients; at most ``limit`` leased."""
+    chunk = Slice(token=uuid.uuid4().hex)
+    until = now + timedelta(seconds=lease_seconds())
+    with transaction.atomic():
+        if own_task_id is not None and transitions.claim_own(task_id=own_task_id, now=now):
+            chunk.claimed.append(own_task_id)
+            chunk.own_claimed = True
+        if chunk.claimed:
+            _create_deliveries(chunk.claimed)
+        leased = _lease(chunk.token, until, now, limit, only=chunk.claimed) if chunk.claimed else 0
+        leased += _lease(chunk.token, until, now, max(0, limit // 2 - leased))  # started work first
+        fresh = transitions.claim_due(now=now, limit=limit - leased, exclude=chunk.claimed)
+        if fresh:
+            _create_deliveries(fresh)
+            chunk.claimed.extend(fresh)
+            leased += _lease(chunk.token, until, now, limit - leased, only=fresh)
+        if leased < limit:
+            leased += _lease(chunk.token, until, now, limit - leased)
+        if leased or chunk.claimed:
+            _load(chunk)
+    return chunk
+
+
+def _create_deliveries(task_ids: list[int]) -> None:
+    """One PENDING delivery per recipient not yet known (a re-claim keeps its old rows and Message-IDs)."""
+    known = set(Delivery.objects.filter(task_id__in=task_ids).values_list("task_id", "address"))
+    rows = Task.objects.filter(pk__in=task_ids).values_list("pk", "recipients")
+    missing = []
+    for task_id, entries in rows:
+        for entry in entries:
+            recipient = parse_stored(entry)
+            if (task_id, recipient.address) in known:
+                continue
+            known.add((task_id, recipient.address))
+            missing.append(
+                Delivery(
+                    task_id=task_id,
+                    address=recipient.address,
+                    name=recipient.name,
+                    context=dict(recipient.context),
+                    message_id=new_message_id(),
+                )
+            )
+    Delivery.objects.bulk_create(missing, ignore_conflicts=True, batch_size=500)
+
+
+def _lease(token: str, until: datetime, now: datetime, count: int, only: list[int] | None = None) -> int:
+    """Lease up to ``count`` open deliveries of RUNNING tasks that nobody holds (or whose lease ran out)."""
+    if count <= 0:
+        return 0
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    rows = Delivery.objects.filter(free, status__in=OPEN_DELIVERY, task__status=RUNNING)
+    if only is not None:
+        rows = rows.filter(task_id__in=only)
+    ids = list(
+        rows.select_for_update(skip_locked=True, of=("self",))
+        .order_by("task_id", "pk")
+        .values_list("pk", flat=True)[:count]
+    )
+    if not ids:
+        return 0
+    return Delivery.objects.filter(free, pk__in=ids, status__in=OPEN_DELIVERY).update(
+        lease_token=token, lease_until=until
+    )
+
+
+def _load(chunk: Slice) -> None:
+    rows = (
+        Delivery.objects.filter(lease_token=chunk.token, status__in=OPEN_DELIVERY)
+        .order_by("task_id", "pk")
+        .values_list("pk", "task_id", "address", "name", "context", "message_id")
+    )
+    chunk.work = [Work(*row) for row in rows]
+    ids = {work.task_id for work in chunk.work} | set(chunk.claimed)
+    chunk.tasks = {task.pk: task for task in Task.objects.filter(pk__in=ids, status=RUNNING).defer("recipients", "log")}
+    chunk.work = [work for work in chunk.work if work.task_id in chunk.tasks]
+    chunk.unleased = (
+        bool(chunk.claimed)
+        and Delivery.objects.filter(
+            task_id__in=chunk.claimed, status__in=OPEN_DELIVERY, lease_until__isnull=True
+        ).exists()
+    )

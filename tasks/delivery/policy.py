@@ -1,0 +1,65 @@
+"""The rules a worker follows: when a job may start, how many attempts a task gets, how big a slice is."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+MAX_EARLY_WAIT = 5.0  # seconds a released job may wait for its due time before giving it back
+JOB_SECONDS = 300.0  # a job claims new slices this long, then leaves the rest to a continuation job
+IDLE_PAUSE = 0.005  # seconds between claims while due work is held by other workers' slices
+
+
+def is_missed(due: datetime, *, now: datetime) -> bool:
+    """True if a reservation due at ``due`` is later than MISSED_GRACE_MINUTES and must not be sent."""
+    return due < now - timedelta(minutes=settings.MISSED_GRACE_MINUTES)
+
+
+def max_attempts() -> int:
+    """How many times a task may be claimed: the first try plus one per retry interval."""
+    return len(settings.TASK_RETRY_INTERVALS) + 1
+
+
+def retries_after(attempt: int) -> tuple[int, float]:
+    """After attempt ``attempt`` failed transiently: how many retries are left, and the delay before the next."""
+    intervals = list(settings.TASK_RETRY_INTERVALS)
+    left = max(0, max_attempts() - attempt)
+    delay = float(intervals[attempt - 1]) if 0 < attempt <= len(intervals) else 0.0
+    return left, delay
+
+
+def lease_seconds() -> float:
+    """How long a slice stays a worker's without renewal: as long as a RUNNING task may stay silent.
+
+    The sender renews it every TASK_PROGRESS_INTERVAL; a frozen or dead worker loses it after this.
+    """
+    return float(settings.HEARTBEAT_TIMEOUT)
+
+
+class SliceSizer:
+    """How many recipients the next claim takes: about DELIVERY_SLICE_SECONDS of this worker's sending.
+
+    Small slices let every worker take part in a burst and bound what a frozen worker holds; the
+    measured rate (an exponential average of recipients per second over past slices) keeps the
+    claims' cost small against the sending. Bounded by DELIVERY_SLICE_MIN and DELIVERY_SLICE_MAX.
+    """
+
+    def __init__(self) -> None:
+        self.rate = float(settings.DELIVERY_SLICE_MIN) / float(settings.DELIVERY_SLICE_SECONDS)
+        self._started = 0.0
+
+    def size(self) -> int:
+        wanted = int(self.rate * float(settings.DELIVERY_SLICE_SECONDS))
+        return max(int(settings.DELIVERY_SLICE_MIN), min(int(settings.DELIVERY_SLICE_MAX), wanted))
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+
+    def done(self, sent: int) -> None:
+        """Account for a slice of ``sent`` recipients that took the time since start()."""
+        took = time.monotonic() - self._started
+        if sent <= 0 or took <= 0:
+            return
+        self.rate = 0.5 * self.rate + 0.5 * (sent / took)

@@ -1,0 +1,116 @@
+"""The per-recipient writes of the send loop: the ownership check right before SMTP, and each outcome.
+
+These run once or twice per mail at close to the SMTP limit, so they are plain SQL built once per
+process (the ORM spends several times a statement's own time building these UPDATEs; measured
+~550 us against ~100 us per recipient on a loaded 2-core machine). One transaction records the
+previous recipient's outcome and checks ownership of the next, so a mail costs one commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import cast
+
+from django.db import connection, transaction
+from django.db.models import Field
+from django.utils import timezone
+
+from tasks.models import Delivery, Task
+
+D = Delivery.Status
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the ownership check needs: this worker's lease and the task's attempt it sends under."""
+
+    delivery_id: int
+    task_id: int
+    attempt: int
+    token: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """The outcome of one recipient's send: SENT, FAILED (5xx), SUPPRESSED, or PENDING again (a transient error)."""
+
+    delivery_id: int
+    status: str
+    error: str = ""
+
+
+def _columns(model: type, *names: str) -> list[str]:
+    quote = connection.ops.quote_name
+    return [quote(cast(Field, model._meta.get_field(name)).column) for name in names]  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=4)
+def _mark_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    delivery, task = quote(Delivery._meta.db_table), quote(Task._meta.db_table)
+    pk, status, token, task_id = _columns(Delivery, "id", "status", "lease_token", "task")
+    t_pk, t_status, t_attempts = _columns(Task, "id", "status", "attempts")
+    return (
+        f"UPDATE {delivery} SET {status} = %s WHERE {pk} = %s AND {token} = %s AND {status} IN (%s, %s) "  # noqa: S608
+        f"AND {task_id} = %s AND EXISTS (SELECT 1 FROM {task} WHERE {t_pk} = %s AND {t_status} = %s "
+        f"AND {t_attempts} = %s)"
+    )
+
+
+@lru_cache(maxsize=4)
+def _record_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    pk, status, error, sent_at, token, until = _columns(
+        Delivery, "id", "status", "error", "sent_at", "lease_token", "lease_until"
+    )
+    table = quote(Delivery._meta.db_table)
+    # Not fenced by the lease: a message that went out is recorded as sent by whoever sent it, so a
+    # worker that took the recipient over finds it settled and does not send it again.
+    return (
+        f"UPDATE {table} SET {status} = %s, {error} = %s, {sent_at} = %s, {token} = '', {until} = NULL "  # noqa: S608
+        f"WHERE {pk} = %s AND {status} IN (%s, %s)"
+    )
+
+
+def _mark(cursor: object, claim: Claim) -> bool:
+    params = [D.SENDING.value, claim.delivery_id, claim.token, D.PENDING.value, D.SENDING.value]
+    params += [claim.task_id, claim.task_id, Task.Status.RUNNING.value, claim.attempt]
+    cursor.execute(_mark_sql(connection.vendor), params)  # type: ignore[attr-defined]
+    return bool(cursor.rowcount)  # type: ignore[attr-defined]
+
+
+def _record(cursor: object, records: Sequence[Record], now: datetime) -> None:
+    sql = _record_sql(connection.vendor)
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    for record in records:
+        sent_at = stamp if record.status in (D.SENT, D.SUPPRESSED) else None
+        params = [record.status, record.error[:1000], sent_at, record.delivery_id, D.PENDING.value, D.SENDING.value]
+        cursor.execute(sql, params)  # type: ignore[attr-defined]
+
+
+def settle_and_mark(records: Sequence[Record], claim: Claim | None) -> bool:
+    """Record ``records`` and, if ``claim`` is given, take that recipient for sending; one transaction.
+
+    The ownership check is one conditional statement: the delivery is still leased by us, not yet
+    settled, and its task is RUNNING under our attempt. A cancel, stop or takeover that committed
+    first makes it match nothing (False: do not send); one that commits after sees ``sending``.
+    """
+    if not records and claim is None:
+        return False
+    with transaction.atomic(), connection.cursor() as cursor:
+        if records:
+            _record(cursor, records, timezone.now())
+        return _mark(cursor, claim) if claim is not None else False
+
+
+def renew(*, token: str, until: datetime) -> int:
+    """Extend this slice's lease on its open deliveries; returns how many it still holds."""
+    return Delivery.objects.filter(lease_token=token, status__in=(D.PENDING, D.SENDING)).update(lease_until=until)
+
+
+def release(*, token: str) -> int:
+    """Give up this slice's lease on deliveries it did not send, so any worker can take them at once."""
+    return Delivery.objects.filter(lease_token=token, status=D.PENDING).update(lease_token="", lease_until=None)

@@ -1,0 +1,220 @@
+"""What a job does: wait for its task's due time, then claim -> send -> settle slices until no due work is left.
+
+One pipeline for every send: a lone queued task is a slice of its own, a burst of reservations is
+shared by every worker whose job is running (each claims small slices of whatever is due), and a
+big task's recipients are leased slice by slice, with helper jobs so idle workers join in.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Count
+from django.utils import timezone
+
+from tasks import scheduler, transitions
+from tasks.delivery import records
+from tasks.delivery.claim import Slice, claim_slice
+from tasks.delivery.policy import IDLE_PAUSE, JOB_SECONDS, MAX_EARLY_WAIT, SliceSizer, is_missed, retries_after
+from tasks.delivery.send import Beat, SliceResult, SliceSender, TransientSendError
+from tasks.models import OPEN_DELIVERY, Delivery, Task
+
+logger = logging.getLogger(__name__)
+
+S = Task.Status
+D = Delivery.Status
+
+
+@dataclass
+class Own:
+    """The job's own task: whether the job still has to claim it, and the error to raise for RQ's retry."""
+
+    task_id: int
+    due: datetime | None = None  # a reservation not yet claimable: its time
+    pending: bool = True
+    error: BaseException | None = None
+    helped: set[int] = field(default_factory=set)  # tasks this job asked helper jobs for
+
+
+def run_task(*, task_id: int) -> None:
+    """Send task ``task_id`` and, while at it, whatever else is due; never a reservation before its time.
+
+    QUEUED goes at once; RESERVED waits for its due time (a job released more than MAX_EARLY_WAIT
+    early leaves it to its schedule; one later than MISSED_GRACE_MINUTES marks it missed). A task
+    already RUNNING (a helper job) only helps with its open recipients; an ended one does nothing.
+    Transient SMTP errors hand the task back; for the job's own task the error is re-raised after
+    the loop so RQ retries the job. An unexpected error fails that task and is re-raised too.
+    """
+    own = _start(task_id)
+    if own is None:
+        return
+    sizer, beat = SliceSizer(), Beat()
+    deadline = time.monotonic() + JOB_SECONDS
+    while time.monotonic() < deadline:
+        now = timezone.now()
+        chunk = claim_slice(
+            own_task_id=task_id if own.pending and _due(own, now) else None, now=now, limit=sizer.size()
+        )
+        if chunk.own_claimed:
+            own.pending = False
+        if not chunk:
+            if not _still_waiting(own, now):
+                break
+            time.sleep(_pause(own, now))
+            continue
+        _after_claim(chunk, own)
+        sizer.start()
+        try:
+            result = SliceSender(chunk, beat, on_transient=lambda task, exc: _hand_back(task, exc, own)).run()
+        finally:
+            records.release(token=chunk.token)
+        sizer.done(result.sent)
+        _settle(chunk, result, own)
+    else:
+        scheduler.enqueue_helpers(task_id=task_id, count=1)  # work may be left: a continuation job
+    if own.error is not None:
+        raise own.error
+
+
+def _start(task_id: int) -> Own | None:
+    row = Task.objects.filter(pk=task_id).values_list("status", "reserved_at").first()
+    if row is None or row[0] in (S.FINISHED, S.CANCELED):
+        logger.info("task not claimable task_id=%s", task_id)
+        return None
+    status, due = row
+    if status == S.RUNNING:
+        return Own(task_id=task_id, pending=False)  # a helper: its task is being sent already
+    if status == S.RESERVED and due is not None:
+        now = timezone.now()
+        if is_missed(due, now=now):
+            transitions.mark_missed(task_id=task_id, now=now)
+            return None
+        if (due - now).total_seconds() > MAX_EARLY_WAIT:
+            logger.warning(
+                "job released %.1fs early task_id=%s; leaving it to its schedule", (due - now).total_seconds(), task_id
+            )
+            return None
+        return Own(task_id=task_id, due=due)
+    return Own(task_id=task_id)
+
+
+def _due(own: Own, now: datetime) -> bool:
+    return own.due is None or own.due <= now
+
+
+def _still_waiting(own: Own, now: datetime) -> bool:
+    """After an empty claim: is the own task a reservation not yet due (so the job waits for it)?"""
+    if not own.pending:
+        return False
+    row = Task.objects.filter(pk=own.task_id).values_list("status", "reserved_at").first()
+    if row is None or row[0] != S.RESERVED or row[1] is None or row[1] != own.due:
+        own.pending = False  # claimed by another worker, canceled, sent now, or moved
+        return False
+    return (row[1] - now).total_seconds() <= MAX_EARLY_WAIT
+
+
+def _pause(own: Own, now: datetime) -> float:
+    """Seconds until the next reservation falls due (at most until the own one)."""
+    limit = own.due or now
+    upcoming = (
+        Task.objects.filter(status=S.RESERVED, reserved_at__lte=limit)
+        .order_by("reserved_at")
+        .values_list("reserved_at", flat=True)
+        .first()
+    )
+    seconds = ((upcoming or limit) - timezone.now()).total_seconds()
+    return min(max(seconds, IDLE_PAUSE), MAX_EARLY_WAIT)
+
+
+def _after_claim(chunk: Slice, own: Own) -> None:
+    """Remove the now redundant jobs of tasks this slice claimed; ask idle workers to help with big ones."""
+    by_queue: dict[str, list[int]] = defaultdict(list)
+    for task_id in chunk.claimed:
+        if task_id != own.task_id and task_id in chunk.tasks:
+            by_queue[chunk.tasks[task_id].queue].append(task_id)
+    for task_id in chunk.claimed:
+        logger.info("task running task_id=%s slice=%s", task_id, chunk.token[:8])
+    try:
+        for queue, ids in by_queue.items():
+            scheduler.discard_jobs(task_ids=ids, queue_name=queue)
+        if chunk.unleased:
+            for task_id in set(chunk.claimed) - own.helped:
+                own.helped.add(task_id)
+                scheduler.enqueue_helpers(task_id=task_id, count=max(0, scheduler.worker_count() - 1))
+    except scheduler.QueueError as exc:  # the claimed jobs find their tasks RUNNING and do nothing
+        logger.warning("could not discard or add jobs after a claim: %s", exc)
+
+
+def _hand_back(task: Task, exc: TransientSendError, own: Own) -> None:
+    """A transient error on one of the task's recipients: hand the whole task back (or fail it, no attempts left)."""
+    left, delay = retries_after(task.attempts)
+    if task.pk == own.task_id:  # retried by RQ's retry of this job: as many as it has left
+        left = min(left, scheduler.retries_left() or 0)
+    queued = transitions.hand_back(
+        task_id=task.pk, attempt=task.attempts, reason=str(exc), left=left, now=timezone.now()
+    )
+    if task.pk == own.task_id:
+        own.error = exc  # RQ's retry of this job runs it again after its interval
+        return
+    if queued:
+        try:
+            scheduler.schedule(
+                task_id=task.pk,
+                due=timezone.now() + timedelta(seconds=delay),
+                queue_name=task.queue,
+                retries_used=task.attempts,
+            )
+        except scheduler.QueueError as qexc:
+            logger.error("could not schedule retry task_id=%s error=%s; the reconciler will", task.pk, qexc)
+
+
+def _settle(chunk: Slice, result: SliceResult, own: Own) -> None:
+    """Fail the tasks that could not be rendered; finish the ones with every recipient settled."""
+    now = timezone.now()
+    for task_id, exc in result.broken.items():
+        task = chunk.tasks[task_id]
+        transitions.fail(task_id=task_id, attempt=task.attempts, reason=str(exc), now=now)
+        if task_id == own.task_id:
+            own.error = exc
+    candidates = [t for t in chunk.tasks.values() if not result.done_with(t.pk)]
+    finish_settled(candidates, now=now)
+
+
+def finish_settled(tasks: list[Task], *, now: datetime) -> list[int]:
+    """FINISH each of ``tasks`` whose recipients are all settled, with its counts in the log; returns their ids."""
+    if not tasks:
+        return []
+    ids = [t.pk for t in tasks]
+    still_open = set(
+        Delivery.objects.filter(task_id__in=ids, status__in=OPEN_DELIVERY).values_list("task_id", flat=True).distinct()
+    )
+    done = [t for t in tasks if t.pk not in still_open]
+    if not done:
+        return []
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    for task_id, status, n in (
+        Delivery.objects.filter(task_id__in=[t.pk for t in done])
+        .values_list("task_id", "status")
+        .annotate(n=Count("pk"))
+    ):
+        counts[task_id][status] = n
+    failures: dict[int, list[str]] = defaultdict(list)
+    for task_id, address, error in Delivery.objects.filter(
+        task_id__in=[t.pk for t in done if counts[t.pk].get(D.FAILED)], status=D.FAILED
+    ).values_list("task_id", "address", "error"):
+        failures[task_id].append(f"permanent failure {address}: {error}")
+    ends = [_end(task, counts[task.pk], failures[task.pk]) for task in done]
+    return transitions.finish_many(ends, now=now)
+
+
+def _end(task: Task, counts: dict[str, int], failures: list[str]) -> transitions.TaskEnd:
+    line = f"attempt {task.attempts}: sent {counts.get(D.SENT, 0)}, failed {counts.get(D.FAILED, 0)}"
+    if counts.get(D.SUPPRESSED):
+        line += f", suppressed {counts[D.SUPPRESSED]}"
+    return transitions.TaskEnd(
+        task_id=task.pk, attempt=task.attempts, log="\n".join([line, *failures]), failed=bool(failures)
+    )

@@ -1,0 +1,163 @@
+"""Send one slice: for each recipient render, check ownership, hand to SMTP, record the outcome.
+
+Right before each SMTP transaction one conditional statement marks that recipient ``sending``,
+only while its task is RUNNING under the slice's attempt and the recipient is still leased to this
+slice (tasks.delivery.records.settle_and_mark). A cancel, stop, edit or takeover that commits
+first makes it match nothing, and this worker sends nothing more of that task; one that commits
+after sees the message going out. The next message is rendered while the current one is on the
+wire (tasks.smtp.Outbox); each outcome is recorded in the transaction that checks the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db.models import Count
+from django.utils import timezone
+
+from tasks.delivery import records
+from tasks.delivery.claim import Slice, Work
+from tasks.delivery.policy import lease_seconds
+from tasks.mail import describe, is_permanent, render_message
+from tasks.models import SETTLED_DELIVERY, Delivery, Task
+from tasks.notify import notify_many
+from tasks.recipients import Recipient
+from tasks.smtp import Outbox, session
+
+logger = logging.getLogger(__name__)
+
+D = Delivery.Status
+
+
+class TransientSendError(Exception):
+    """A 4xx answer or a broken connection: the task is handed back for a retry."""
+
+
+@dataclass
+class Beat:
+    """When this worker last wrote heartbeats and progress; lives across slices of one job."""
+
+    due: float = field(default_factory=lambda: time.monotonic() + settings.TASK_PROGRESS_INTERVAL)
+
+    def ready(self) -> bool:
+        return time.monotonic() >= self.due
+
+    def reset(self) -> None:
+        self.due = time.monotonic() + settings.TASK_PROGRESS_INTERVAL
+
+
+@dataclass
+class SliceResult:
+    """What sending a slice did, by task: stopped ones (ownership lost) and errors that ended their sending."""
+
+    sent: int = 0
+    stopped: set[int] = field(default_factory=set)
+    transient: dict[int, TransientSendError] = field(default_factory=dict)
+    broken: dict[int, BaseException] = field(default_factory=dict)  # could not render: fail the task
+
+    def done_with(self, task_id: int) -> bool:
+        return task_id in self.stopped or task_id in self.transient or task_id in self.broken
+
+
+class SliceSender:
+    """Sends one claimed slice; ``on_transient`` hands a task back the moment its send fails transiently."""
+
+    def __init__(self, chunk: Slice, beat: Beat, on_transient: Callable[[Task, TransientSendError], None]) -> None:
+        self.chunk = chunk
+        self.beat = beat
+        self.on_transient = on_transient
+        self.result = SliceResult()
+        self._records: list[records.Record] = []
+
+    def run(self) -> SliceResult:
+        with session, Outbox(session, settle=self._settled) as outbox:
+            for work in self.chunk.work:
+                task = self.chunk.tasks[work.task_id]
+                if self.result.done_with(task.pk):
+                    continue
+                if self.beat.ready():
+                    self._beat()
+                message = self._render(work, task)
+                outbox.flush()
+                if message is None or not self._advance(work, task):
+                    continue
+                outbox.start(work, message)
+        self._advance(None, None)
+        return self.result
+
+    def _advance(self, work: Work | None, task: Task | None) -> bool:
+        """Record what has settled, hand back tasks that failed transiently, and take ``work`` if still ours."""
+        pending, self._records = self._records, []
+        transient = [task_id for task_id in self.result.transient if task_id not in self.result.stopped]
+        claim = None
+        if work is not None and task is not None and not self.result.done_with(task.pk):
+            claim = records.Claim(
+                delivery_id=work.delivery_id, task_id=task.pk, attempt=task.attempts, token=self.chunk.token
+            )
+        ok = records.settle_and_mark(pending, claim)
+        for task_id in transient:
+            self.result.stopped.add(task_id)  # handed back once, here
+            self.on_transient(self.chunk.tasks[task_id], self.result.transient[task_id])
+        if claim is not None and not ok:
+            logger.info("ownership lost, sending no more of task_id=%s in this slice", claim.task_id)
+            self.result.stopped.add(claim.task_id)
+        return ok
+
+    def _settled(self, work: Work, error: BaseException | None) -> None:
+        """The Outbox's callback: one recipient's SMTP outcome, recorded in the next transaction."""
+        if error is None:
+            self._records.append(records.Record(work.delivery_id, D.SENT))
+            self.result.sent += 1
+        elif is_permanent(error):
+            self._records.append(records.Record(work.delivery_id, D.FAILED, describe(error)))
+        else:
+            self._records.append(records.Record(work.delivery_id, D.PENDING, describe(error)))
+            self.result.transient.setdefault(work.task_id, TransientSendError(f"{work.address}: {describe(error)}"))
+
+    def _render(self, work: Work, task: Task) -> EmailMessage | None:
+        """The recipient's message, or None with its task marked broken: a bad template fails that task only."""
+        recipient = Recipient(address=work.address, name=work.name, context=work.context)
+        try:
+            return render_message(
+                template=task.template,
+                context=recipient.merged_context(task.context),
+                recipient=work.address,
+                message_id=work.message_id,
+                to=recipient.header(),
+            )
+        except Exception as exc:  # noqa: BLE001 - see above
+            self.result.broken[task.pk] = exc
+            return None
+
+    def _beat(self) -> None:
+        """Renew the lease, heartbeat and record progress of this slice's open tasks, and show them."""
+        self.beat.reset()
+        now = timezone.now()
+        records.renew(token=self.chunk.token, until=now + timedelta(seconds=lease_seconds()))
+        open_tasks = [t for t in self.chunk.tasks.values() if not self.result.done_with(t.pk)]
+        if not open_tasks:
+            return
+        write_progress(open_tasks, now=now)
+        notify_many(open_tasks)
+
+
+def write_progress(tasks: list[Task], *, now: datetime) -> None:
+    """Heartbeat each task (fenced by its attempt) with its share of settled recipients as progress."""
+    counts: dict[int, list[int]] = {t.pk: [0, 0] for t in tasks}
+    rows = Delivery.objects.filter(task_id__in=list(counts)).values_list("task_id", "status").annotate(n=Count("pk"))
+    for task_id, status, n in rows:
+        counts[task_id][1] += n
+        if status in SETTLED_DELIVERY:
+            counts[task_id][0] += n
+    for task in tasks:
+        settled, total = counts[task.pk]
+        task.progress = min(99, int(settled * 100 / total)) if total else 0
+        Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING, attempts=task.attempts).update(
+            progress=task.progress, heartbeat_at=now
+        )
