@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notifications.selectors import poll_items
-from reservemail.api import signed_in
+from reservemail.http import signed_in
 from tasks.serializers import QuerySerializer
 
 

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, JsonResponse
-from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.exceptions import NotAuthenticated
-from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.routers import DefaultRouter
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from reservemail.exceptions import ReservemailError
@@ -63,35 +58,7 @@ class TokenLoginView(ObtainAuthToken):
         return super().post(request, *args, **kwargs)
 
 
-def signed_in(request: Request) -> AbstractBaseUser:
-    """The request's user; IsAuthenticated has refused anonymous requests before any handler runs."""
-    if not request.user.is_authenticated:  # pragma: no cover - a misconfigured view, not a client error
-        raise NotAuthenticated
-    return cast(AbstractBaseUser, request.user)
-
-
 @csrf_exempt  # it changes nothing; without this an unknown POST would get the HTML CSRF page
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Any other path under /api/: a JSON 404, like the API's own, not Django's HTML page."""
     return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
-
-
-def api_urlpatterns() -> list[URLPattern | URLResolver]:
-    """Everything under /api/: tasks, notifications, token login, schema and docs."""
-    from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
-
-    from notifications.api import NotificationPollView
-    from tasks.api import TaskViewSet
-
-    router = DefaultRouter()
-    router.register("tasks", TaskViewSet, basename="task")
-    return [
-        path("notifications/", NotificationPollView.as_view(), name="api-notifications"),
-        path("auth/token/", TokenLoginView.as_view(), name="api-token"),
-        path("auth/", include("rest_framework.urls")),
-        path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-        path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-        path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
-        path("", include(router.urls)),
-        re_path(r"^(?P<rest>.*)$", not_found),
-    ]

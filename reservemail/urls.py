@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from reservemail import rq_dashboard
-from reservemail.api import api_urlpatterns
+from reservemail.api_urls import api_urlpatterns
 from reservemail.metrics import metrics
 
 urlpatterns = [

@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
-from reservemail.api import signed_in
+from reservemail.http import signed_in
 from tasks import services
 from tasks.mail import MailSpec
 from tasks.models import Task

@@ -162,9 +162,19 @@ class SinkHandler:
         self.data_delay_for: dict[str, float] = {}
         self.reply_delay_for: dict[str, float] = {}  # accept the message, then hold the 250 reply
         self.events: list[tuple[str, str, float]] = []  # (rcpt|data|answer, address, time)
+        # When the SMTP transaction that named a recipient began (its MAIL FROM), per recipient.
+        self.mail_started: dict[str, list[float]] = {}
+        self._mail_at: dict[int, float] = {}
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001, ANN201
+        self._mail_at[id(session)] = time.time()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201
         self.events.append(("rcpt", address, time.time()))
+        self.mail_started.setdefault(address, []).append(self._mail_at.get(id(session), time.time()))
         hold = self.rcpt_delay_for.pop(address, 0.0)  # one-shot: only the next RCPT of that address
         if hold:
             await asyncio.sleep(hold)
@@ -224,6 +234,7 @@ class SmtpSink:
             self.handler.data_delay_for.clear()
             self.handler.reply_delay_for.clear()
             self.handler.events.clear()
+            self.handler.mail_started.clear()
 
     @property
     def received(self) -> list[Received]:

@@ -16,7 +16,7 @@ MAIL = MailSpec(template="welcome", recipients=("l@example.com",), context={"nam
 
 
 def _record(msg, *args, **extra):
-    record = logging.LogRecord("tasks.services.run", logging.INFO, __file__, 1, msg, args, None)
+    record = logging.LogRecord("tasks.transitions", logging.INFO, __file__, 1, msg, args, None)
     record.__dict__.update(extra)
     return record
 
@@ -25,7 +25,7 @@ def test_json_formatter_writes_extra_fields_as_keys():
     record = _record("task finished task_id=%s", 7, task_id=7, owner=3, queue="high", transition="running->finished")
     entry = json.loads(JsonFormatter().format(record))
     assert entry["message"] == "task finished task_id=7"
-    assert (entry["level"], entry["logger"]) == ("INFO", "tasks.services.run")
+    assert (entry["level"], entry["logger"]) == ("INFO", "tasks.transitions")
     assert entry["task_id"] == 7 and entry["owner"] == 3
     assert (entry["queue"], entry["transition"]) == ("high", "running->finished")
     assert entry["time"].endswith("+00:00")

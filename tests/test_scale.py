@@ -164,8 +164,4 @@ def test_two_hosts_deliver_500_reservations_once_when_the_scheduler_host_dies(
     early = [r.message_id for r in smtp.received if r.at < deliveries[r.message_id].timestamp()]
     assert early == [], "no mail arrived before its reservation time"
     for entry in (e for e in b.log_entries() if e.get("transition") == "running->finished"):
-        assert (
-            entry["queue"] == "high"
-            and isinstance(entry["owner"], int)
-            and entry["logger"] in ("tasks.services.run", "tasks.services.batch")
-        )
+        assert entry["queue"] == "high" and isinstance(entry["owner"], int) and entry["logger"] == "tasks.transitions"

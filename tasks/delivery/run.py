@@ -21,6 +21,7 @@ from tasks.delivery import records
 from tasks.delivery.claim import Slice, claim_slice
 from tasks.delivery.policy import IDLE_PAUSE, JOB_SECONDS, MAX_EARLY_WAIT, SliceSizer, is_missed, retries_after
 from tasks.delivery.send import Beat, SliceResult, SliceSender, TransientSendError
+from tasks.logfields import task_fields
 from tasks.models import OPEN_DELIVERY, Delivery, Task
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,9 @@ def _after_claim(chunk: Slice, own: Own) -> None:
         if task_id != own.task_id and task_id in chunk.tasks:
             by_queue[chunk.tasks[task_id].queue].append(task_id)
     for task_id in chunk.claimed:
-        logger.info("task running task_id=%s slice=%s", task_id, chunk.token[:8])
+        task = chunk.tasks.get(task_id)
+        extra = task_fields(task, "pending->running") if task is not None else {"task_id": task_id}
+        logger.info("task running task_id=%s slice=%s", task_id, chunk.token[:8], extra=extra)
     try:
         for queue, ids in by_queue.items():
             scheduler.discard_jobs(task_ids=ids, queue_name=queue)

@@ -10,7 +10,6 @@ from django.utils import formats, timezone
 from rq.registry import ScheduledJobRegistry
 
 from notifications.models import Notification
-from django.utils import timezone
 from tasks import scheduler, services, transitions
 from tasks.mail import MailSpec
 from tasks.models import Task

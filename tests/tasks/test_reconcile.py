@@ -9,12 +9,11 @@ from rq.job import Job
 
 from notifications.models import Notification
 from tasks import scheduler, services, transitions
-from tasks.jobs import send_task
-from tasks.mail import MailSpec
-from tasks.models import Task
 from tasks.delivery import records
 from tasks.delivery.policy import max_attempts
-from tasks.models import Delivery
+from tasks.jobs import send_task
+from tasks.mail import MailSpec
+from tasks.models import Delivery, Task
 from tests.harness import free_port
 
 pytestmark = pytest.mark.django_db

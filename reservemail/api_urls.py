@@ -1,0 +1,27 @@
+"""The URLs under /api/: the router of every app's API, token login, schema and docs."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, URLResolver, include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from notifications.api import NotificationPollView
+from reservemail.api import TokenLoginView, not_found
+from tasks.api import TaskViewSet
+
+
+def api_urlpatterns() -> list[URLPattern | URLResolver]:
+    """Everything under /api/: tasks, notifications, token login, schema and docs."""
+    router = DefaultRouter()
+    router.register("tasks", TaskViewSet, basename="task")
+    return [
+        path("notifications/", NotificationPollView.as_view(), name="api-notifications"),
+        path("auth/token/", TokenLoginView.as_view(), name="api-token"),
+        path("auth/", include("rest_framework.urls")),
+        path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+        path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+        path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+        path("", include(router.urls)),
+        re_path(r"^(?P<rest>.*)$", not_found),
+    ]
