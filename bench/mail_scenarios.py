@@ -225,14 +225,15 @@ def run_reservemail(
     return bench.add(row, rss=rss)
 
 
-def run_big_task(bench: Bench) -> MailRow:
-    """One reservation with ``big`` recipients; progress is sampled from the notification while it runs."""
+def run_big_task(bench: Bench, *, workers: int = 1) -> MailRow:
+    """One reservation with ``big`` recipients sent by ``workers`` workers together; progress is sampled
+    from the notification while it runs."""
     from notifications.models import Notification
 
     bench.redis.client().flushdb()
     (owner,) = _owners("big", 1)
     recipients = _recipients("big", bench.big)
-    with _mail_workers(bench, count=1, extra_env={}, worker_class=None) as procs:
+    with _mail_workers(bench, count=workers, extra_env={}, worker_class=None) as procs:
         bench.sink.mark()
         due = time.time() + 3.0 + bench.big / 5000
         (task_id,) = _reserve_all([owner], [(tuple(recipients), due)])
@@ -248,6 +249,7 @@ def run_big_task(bench: Bench) -> MailRow:
             time.sleep(0.2)
         arrivals = bench.sink.wait_for(bench.big, timeout=30, idle=10)
         rss = max(peak_rss_mb(p.pid) for p in procs)
-    row = summarize(f"reservemail: 1 task, {bench.big} recipients", arrivals, dict.fromkeys(recipients, due))
+    label = f"reservemail: 1 task, {bench.big} recipients, {'1 worker' if workers == 1 else f'{workers} workers'}"
+    row = summarize(label, arrivals, dict.fromkeys(recipients, due))
     row.notes.append(f"progress seen in notifications: {len(seen)} values ({', '.join(map(str, seen[:12]))}...)")
     return bench.add(row, rss=rss)

@@ -173,12 +173,12 @@ NOTIFICATION_GRACE_SECONDS = env_int("NOTIFICATION_GRACE_SECONDS", 60)  # ended 
 NOTIFICATION_POLL_SECONDS = float(os.environ.get("NOTIFICATION_POLL_SECONDS", "3"))  # the page's poll interval
 
 # --- Speed (README, Performance) ------------------------------------------------------------
-# Workers claim due recipients in slices of about this many seconds of their own sending (the
-# measured rate), bounded below and above: every worker takes part in a burst, and a frozen one
-# holds at most one slice until its lease (HEARTBEAT_TIMEOUT) runs out (tasks.delivery.policy).
-DELIVERY_SLICE_SECONDS = float(os.environ.get("DELIVERY_SLICE_SECONDS", "0.04"))
+# Workers claim due recipients in slices: a tenth of the due backlog, at most this many seconds of
+# their own sending (the measured rate), within MIN..MAX. Every worker takes part in a burst, and a
+# frozen one holds at most one slice until its lease (HEARTBEAT_TIMEOUT) runs out (tasks.delivery.policy).
+DELIVERY_SLICE_SECONDS = float(os.environ.get("DELIVERY_SLICE_SECONDS", "0.5"))
 DELIVERY_SLICE_MIN = env_int("DELIVERY_SLICE_MIN", 4)
-DELIVERY_SLICE_MAX = env_int("DELIVERY_SLICE_MAX", 100)
+DELIVERY_SLICE_MAX = env_int("DELIVERY_SLICE_MAX", 250)
 # Render the next mail while the current one is on the wire (tasks.smtp.Outbox); off = one after the other.
 MAIL_SEND_OVERLAP = env_bool("MAIL_SEND_OVERLAP", True)
 # RQ keeps whole-second due times and polls them; release a job this many seconds (plus the

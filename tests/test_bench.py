@@ -21,6 +21,8 @@ def test_benchmark_runs_small_and_loses_nothing(tmp_path):
     assert len(names) >= 8, names
     for prefix in ("ceiling", "plain RQ", "reservemail: burst", "ablation", "reservemail: 1 task"):
         assert any(name.startswith(prefix) for name in names), (prefix, names)
+    for two in ("reservemail: burst", "reservemail: 1 task", "reservemail: 50 tasks"):
+        assert any(name.startswith(two) and name.endswith("2 workers") for name in names), (two, names)
     assert result["repeats"], "the ceiling, burst and big task rows are the best of repeated runs"
     for row in result["mail"] + result["repeats"]:
         assert (row["lost"], row["duplicates"]) == (0, 0), row

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
 from tasks import transitions
-from tasks.delivery.policy import lease_seconds
+from tasks.delivery.policy import HELP_THRESHOLD, lease_seconds
 from tasks.mail import new_message_id
 from tasks.models import OPEN_DELIVERY, Delivery, Task
 from tasks.recipients import parse_stored
@@ -49,7 +50,7 @@ class Slice:
     tasks: dict[int, Task] = field(default_factory=dict)
     claimed: list[int] = field(default_factory=list)  # tasks this claim moved to RUNNING
     own_claimed: bool = False
-    unleased: bool = False  # a claimed task still has recipients nobody holds (others can help)
+    unleased: bool = False  # claimed tasks still have HELP_THRESHOLD recipients nobody holds: call helpers
 
     def __bool__(self) -> bool:
         return bool(self.work or self.claimed)
@@ -77,6 +78,14 @@ def claim_slice(*, own_task_id: int | None, now: datetime, limit: int) -> Slice:
         if leased or chunk.claimed:
             _load(chunk)
     return chunk
+
+
+def due_backlog(*, now: datetime) -> int:
+    """How much due work waits to be claimed: due reservations plus open recipients nobody holds."""
+    grace = now - timedelta(minutes=settings.MISSED_GRACE_MINUTES)
+    reserved = Task.objects.filter(status=Task.Status.RESERVED, reserved_at__lte=now, reserved_at__gte=grace).count()
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    return reserved + Delivery.objects.filter(free, status__in=OPEN_DELIVERY, task__status=RUNNING).count()
 
 
 def _create_deliveries(task_ids: list[int]) -> None:
@@ -132,9 +141,5 @@ def _load(chunk: Slice) -> None:
     ids = {work.task_id for work in chunk.work} | set(chunk.claimed)
     chunk.tasks = {task.pk: task for task in Task.objects.filter(pk__in=ids, status=RUNNING).defer("recipients", "log")}
     chunk.work = [work for work in chunk.work if work.task_id in chunk.tasks]
-    chunk.unleased = (
-        bool(chunk.claimed)
-        and Delivery.objects.filter(
-            task_id__in=chunk.claimed, status__in=OPEN_DELIVERY, lease_until__isnull=True
-        ).exists()
-    )
+    waiting = Delivery.objects.filter(task_id__in=chunk.claimed, status__in=OPEN_DELIVERY, lease_until__isnull=True)
+    chunk.unleased = bool(chunk.claimed) and waiting[:HELP_THRESHOLD].count() >= HELP_THRESHOLD

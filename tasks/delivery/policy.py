@@ -10,6 +10,7 @@ from django.conf import settings
 MAX_EARLY_WAIT = 5.0  # seconds a released job may wait for its due time before giving it back
 JOB_SECONDS = 300.0  # a job claims new slices this long, then leaves the rest to a continuation job
 IDLE_PAUSE = 0.005  # seconds between claims while due work is held by other workers' slices
+HELP_THRESHOLD = 200  # unleased recipients of a just-claimed task from which idle workers are asked to help
 
 
 def is_missed(due: datetime, *, now: datetime) -> bool:
@@ -39,19 +40,22 @@ def lease_seconds() -> float:
 
 
 class SliceSizer:
-    """How many recipients the next claim takes: about DELIVERY_SLICE_SECONDS of this worker's sending.
+    """How many recipients the next claim takes: a tenth of the due backlog, at most what this worker
+    sends in DELIVERY_SLICE_SECONDS (its measured rate), within DELIVERY_SLICE_MIN..DELIVERY_SLICE_MAX.
 
-    Small slices let every worker take part in a burst and bound what a frozen worker holds; the
-    measured rate (an exponential average of recipients per second over past slices) keeps the
-    claims' cost small against the sending. Bounded by DELIVERY_SLICE_MIN and DELIVERY_SLICE_MAX.
+    A tenth of the backlog lets every worker take part in a burst and bounds what a frozen worker
+    holds to about a tenth of it; the rate cap keeps a slice short in time, so its lease and its
+    progress stay fresh; large backlogs get large slices, so claims cost little against sending.
+    The rate is an exponential average of recipients per second over past slices.
     """
 
     def __init__(self) -> None:
-        self.rate = float(settings.DELIVERY_SLICE_MIN) / float(settings.DELIVERY_SLICE_SECONDS)
+        self.rate = 200.0  # a modest first guess; the first slices measure the real one
         self._started = 0.0
 
-    def size(self) -> int:
-        wanted = int(self.rate * float(settings.DELIVERY_SLICE_SECONDS))
+    def size(self, backlog: int) -> int:
+        by_rate = int(self.rate * float(settings.DELIVERY_SLICE_SECONDS))
+        wanted = min(by_rate, backlog // 10)
         return max(int(settings.DELIVERY_SLICE_MIN), min(int(settings.DELIVERY_SLICE_MAX), wanted))
 
     def start(self) -> None:

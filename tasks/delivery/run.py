@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from tasks import scheduler, transitions
 from tasks.delivery import records
-from tasks.delivery.claim import Slice, claim_slice
+from tasks.delivery.claim import Slice, claim_slice, due_backlog
 from tasks.delivery.policy import IDLE_PAUSE, JOB_SECONDS, MAX_EARLY_WAIT, SliceSizer, is_missed, retries_after
 from tasks.delivery.send import Beat, SliceResult, SliceSender, TransientSendError
 from tasks.logfields import task_fields
@@ -57,9 +57,9 @@ def run_task(*, task_id: int) -> None:
     deadline = time.monotonic() + JOB_SECONDS
     while time.monotonic() < deadline:
         now = timezone.now()
-        chunk = claim_slice(
-            own_task_id=task_id if own.pending and _due(own, now) else None, now=now, limit=sizer.size()
-        )
+        claim_own = own.pending and _due(own, now)
+        limit = sizer.size(due_backlog(now=now) + (1 if claim_own else 0))
+        chunk = claim_slice(own_task_id=task_id if claim_own else None, now=now, limit=limit)
         if chunk.own_claimed:
             own.pending = False
         if not chunk:

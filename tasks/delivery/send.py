@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -143,21 +144,29 @@ class SliceSender:
         open_tasks = [t for t in self.chunk.tasks.values() if not self.result.done_with(t.pk)]
         if not open_tasks:
             return
-        write_progress(open_tasks, now=now)
-        notify_many(open_tasks)
+        # One transaction: a task another worker finishes meanwhile is either finished after this
+        # notice (its end notice wins) or no longer RUNNING here (no notice), never shown running again.
+        with transaction.atomic():
+            notify_many(write_progress(open_tasks, now=now))
 
 
-def write_progress(tasks: list[Task], *, now: datetime) -> None:
-    """Heartbeat each task (fenced by its attempt) with its share of settled recipients as progress."""
+def write_progress(tasks: list[Task], *, now: datetime) -> list[Task]:
+    """Heartbeat each task (fenced by its attempt) with its share of settled recipients as progress.
+
+    Returns the tasks still RUNNING under their attempt (the others were stopped, finished or taken over).
+    """
     counts: dict[int, list[int]] = {t.pk: [0, 0] for t in tasks}
     rows = Delivery.objects.filter(task_id__in=list(counts)).values_list("task_id", "status").annotate(n=Count("pk"))
     for task_id, status, n in rows:
         counts[task_id][1] += n
         if status in SETTLED_DELIVERY:
             counts[task_id][0] += n
+    alive = []
     for task in tasks:
         settled, total = counts[task.pk]
         task.progress = min(99, int(settled * 100 / total)) if total else 0
-        Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING, attempts=task.attempts).update(
+        if Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING, attempts=task.attempts).update(
             progress=task.progress, heartbeat_at=now
-        )
+        ):
+            alive.append(task)
+    return alive
