@@ -60,17 +60,21 @@ def _mark_sql(vendor: str) -> str:
     )
 
 
-@lru_cache(maxsize=4)
-def _record_sql(vendor: str) -> str:
+@lru_cache(maxsize=8)
+def _record_sql(vendor: str, keep_lease: bool) -> str:
     quote = connection.ops.quote_name
     pk, status, error, sent_at, token, until = _columns(
         Delivery, "id", "status", "error", "sent_at", "lease_token", "lease_until"
     )
     table = quote(Delivery._meta.db_table)
     # Not fenced by the lease: a message that went out is recorded as sent by whoever sent it, so a
-    # worker that took the recipient over finds it settled and does not send it again.
+    # worker that took the recipient over finds it settled and does not send it again. A transient
+    # failure (back to PENDING) keeps its lease: its task stays RUNNING until the sender hands it
+    # back, and an unleased recipient of a RUNNING task would be taken and sent by another worker
+    # under the same attempt. tasks.transitions.hand_back drops the lease together with the task's move.
+    lease = "" if keep_lease else f", {token} = '', {until} = NULL"
     return (
-        f"UPDATE {table} SET {status} = %s, {error} = %s, {sent_at} = %s, {token} = '', {until} = NULL "  # noqa: S608
+        f"UPDATE {table} SET {status} = %s, {error} = %s, {sent_at} = %s{lease} "  # noqa: S608
         f"WHERE {pk} = %s AND {status} IN (%s, %s)"
     )
 
@@ -83,12 +87,11 @@ def _mark(cursor: object, claim: Claim) -> bool:
 
 
 def _record(cursor: object, records: Sequence[Record], now: datetime) -> None:
-    sql = _record_sql(connection.vendor)
     stamp = connection.ops.adapt_datetimefield_value(now)
     for record in records:
         sent_at = stamp if record.status in (D.SENT, D.SUPPRESSED) else None
         params = [record.status, record.error[:1000], sent_at, record.delivery_id, D.PENDING.value, D.SENDING.value]
-        cursor.execute(sql, params)  # type: ignore[attr-defined]
+        cursor.execute(_record_sql(connection.vendor, record.status == D.PENDING), params)  # type: ignore[attr-defined]
 
 
 def settle_and_mark(records: Sequence[Record], claim: Claim | None) -> bool:

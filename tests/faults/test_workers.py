@@ -125,8 +125,9 @@ def test_frozen_worker_sends_nothing_twice(rig, owners, capsys):
 
 
 def test_stop_works_when_the_stop_command_is_lost(rig, owners, capsys):
-    """Stopping a running task with Redis frozen (the stop command cannot be sent): the job sees the
-    CANCELED row between recipients and stops."""
+    """Stopping a running task with Redis frozen (no stop command can reach the worker): the stop is a
+    database write, the worker's per-recipient ownership check fails right after it, and the answer
+    counts what already went out."""
     rig.start_redis("everysec")
     rig.start_worker("a")
     recipients = tuple(f"s{i}@example.com" for i in range(40))
@@ -146,11 +147,12 @@ def test_stop_works_when_the_stop_command_is_lost(rig, owners, capsys):
     rig.sink.handler.delay = 0.0
     classes = classify([task.pk], rig.sink.received)
     report("stop with lost command", classes, capsys, sent_before_stop=at_cancel, sent_after=after - at_cancel)
-    assert stopped.status == Task.Status.CANCELED
+    assert stopped.stopped and stopped.task.status == Task.Status.CANCELED
+    assert stopped.sent == at_cancel or stopped.sent == at_cancel + 1, (stopped.sent, at_cancel)
     assert took < 10
-    assert after - at_cancel <= 2  # the one in flight, and at most one before the next status check
+    assert after - at_cancel <= 1  # only the one that was on the wire when the stop committed
     assert after < len(recipients)
     assert classes[task.pk] == "stopped"
     time.sleep(1)
     assert len(rig.sink.received) == after
-    assert timezone.now() > stopped.ended_at - timedelta(seconds=1)
+    assert timezone.now() > stopped.task.ended_at - timedelta(seconds=1)
