@@ -11,13 +11,24 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from notifications.query import parse_since
 from notifications.selectors import poll_items
 from reservemail.http import signed_in
 from tasks.serializers import QuerySerializer
 
 
+class SinceField(serializers.FloatField):
+    """``since`` as notifications.query.parse_since reads it for both poll doors."""
+
+    def to_internal_value(self, data: object) -> float:
+        try:
+            return parse_since(data if isinstance(data, str) else str(data))
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
 class NotificationPollQuerySerializer(QuerySerializer):
-    since = serializers.FloatField(
+    since = SinceField(
         required=False,
         default=0.0,
         min_value=0.0,

@@ -11,6 +11,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
+from notifications.query import parse_since
 from notifications.selectors import poll_items
 from notifications.services import dismiss_entries
 from reservemail.http import AuthedRequest
@@ -40,9 +41,9 @@ def _server_time(response: HttpResponse) -> HttpResponse:
 def poll(request: AuthedRequest) -> HttpResponse:
     """Return ``[{name, data, timestamp}]`` of the user's rows changed after ``since``."""
     try:
-        since = float(request.GET.get("since", "0") or 0)
-    except ValueError:
-        return JsonResponse({"detail": _("since must be a number."), "code": "invalid"}, status=400)
+        since = parse_since(request.GET.get("since"))
+    except ValueError as exc:  # the same answer as the API's poll (notifications.api)
+        return JsonResponse({"since": [str(exc)]}, status=400)
     items = poll_items(
         owner_id=request.user.pk,
         since=since,

@@ -26,9 +26,12 @@ from django_rq.models import Dashboard
 from reservemail.exceptions import ReservemailError
 from reservemail.rq_dashboard import DashboardAdmin
 from tasks import services
+from tasks.display import preview_json
 from tasks.forms import MailForm
 from tasks.mail import MailSpec
 from tasks.models import PENDING, Delivery, Task
+from tasks.recipients import label_of
+from tasks.selectors import with_context_text
 
 S = Task.Status
 # Why a task in this status is skipped by an action, per action.
@@ -78,8 +81,8 @@ class TaskAdmin(admin.ModelAdmin):
         "owner",
         "description",
         "template",
-        "recipients",
-        "context",
+        "recipients_shown",
+        "context_shown",
         "queue",
         "status",
         "failed",
@@ -94,6 +97,22 @@ class TaskAdmin(admin.ModelAdmin):
     )
     inlines = [DeliveryInline]
     actions = ["cancel_selected", "stop_selected", "retry_selected", "send_now_selected"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
+        # The context as stored text: a row from before the input limits may be too deep to decode.
+        return with_context_text(super().get_queryset(request))
+
+    @admin.display(description=gettext_lazy("recipients"))
+    def recipients_shown(self, obj: Task) -> str:
+        return format_html(
+            '<pre style="white-space: pre-wrap; margin: 0">{}</pre>', "\n".join(label_of(r) for r in obj.recipients)
+        )
+
+    @admin.display(description=gettext_lazy("context"))
+    def context_shown(self, obj: Task) -> str:
+        return format_html(
+            '<pre style="white-space: pre-wrap; margin: 0">{}</pre>', preview_json(getattr(obj, "context_text", ""))
+        )
 
     @admin.display(description=gettext_lazy("log"))
     def log_lines(self, obj: Task) -> str:

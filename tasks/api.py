@@ -18,12 +18,12 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
 from reservemail.http import signed_in
+from reservemail.parsers import SafeJSONParser
 from tasks import services
 from tasks.mail import MailSpec
 from tasks.models import Task
@@ -163,7 +163,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     authentication_classes = API_AUTHENTICATION
     serializer_class = TaskOutputSerializer
     http_method_names = ["get", "post", "patch", "head", "options"]
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
     pagination_class = TaskPagination
 
     def get_queryset(self) -> QuerySet[Task]:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, cast
 
 from django import forms
+from django.forms.fields import BaseTemporalField
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from tasks.exceptions import ReservationError
 from tasks.mail import available_templates, template_variables
+from tasks.validation import aware_in_zone
 
 CONTEXT_PREFIX = "ctx_"
 # Labels of the context names our templates use; any other name is shown as written.
@@ -23,6 +27,25 @@ CONTEXT_LABELS = {
 }
 
 
+LOCAL_INPUT_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+
+
+class LocalDateTimeField(forms.DateTimeField):
+    """A time typed in the user's zone, read by tasks.validation.aware_in_zone (as the API reads one):
+    a local time that does not exist or happens twice there is refused with a message saying which."""
+
+    def to_python(self, value: Any) -> datetime | None:  # type: ignore[override]
+        if value in self.empty_values:
+            return None
+        parsed = value if isinstance(value, datetime) else BaseTemporalField.to_python(self, value)
+        if not isinstance(parsed, datetime):  # a date-only value from a subclass's formats
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        try:
+            return aware_in_zone(parsed)
+        except ReservationError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from None
+
+
 def template_context_names() -> dict[str, tuple[str, ...]]:
     """Map each allow-listed template to the context names it reads (for the form and its script)."""
     return {name: template_variables(name) for name in available_templates()}
@@ -32,7 +55,9 @@ class MailForm(forms.Form):
     recipients = forms.CharField(
         label=_("Recipients"),
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "alice@example.com, bob@example.com"}),
-        help_text=_("One or more addresses, separated by commas or new lines."),
+        help_text=_(
+            "One or more addresses, separated by commas or new lines. Write “Name <address>” to greet someone by name."
+        ),
     )
     template = forms.ChoiceField(label=_("Template"), choices=())
     description = forms.CharField(
@@ -47,10 +72,10 @@ class MailForm(forms.Form):
         help_text=_("Optional. Values typed in the fields above take precedence."),
     )
     reserve = forms.BooleanField(label=_("Reserve for later"), required=False)
-    scheduled_at = forms.DateTimeField(
+    scheduled_at = LocalDateTimeField(
         label=_("Send at"),
         required=False,
-        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        input_formats=LOCAL_INPUT_FORMATS,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 60}, format="%Y-%m-%dT%H:%M"),
     )
 
@@ -88,7 +113,9 @@ class MailForm(forms.Form):
             return {}
         try:
             value = json.loads(raw)
-        except json.JSONDecodeError:
+        except RecursionError:  # nested deeper than the parser's stack allows; the limit is far lower anyway
+            raise forms.ValidationError(_("The context nests too deeply to read.")) from None
+        except ValueError:  # malformed, or an integer too long to read
             raise forms.ValidationError(_('Enter a JSON object, e.g. {"name": "Alice"}.')) from None
         if not isinstance(value, dict):
             raise forms.ValidationError(_('Enter a JSON object, e.g. {"name": "Alice"}.'))
@@ -109,9 +136,9 @@ class MailForm(forms.Form):
 
 
 class RescheduleForm(forms.Form):
-    scheduled_at = forms.DateTimeField(
+    scheduled_at = LocalDateTimeField(
         label=_("New time"),
-        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        input_formats=LOCAL_INPUT_FORMATS,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 60}, format="%Y-%m-%dT%H:%M"),
         error_messages={"required": _("Choose when to send the mail.")},
     )

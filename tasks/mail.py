@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.template.loader import get_template
+from django.template import Context, Engine
 
 from tasks.recipients import StoredRecipient
 
@@ -56,8 +56,10 @@ def template_variables(template: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _render(path: str, context: dict[str, Any]) -> str:
-    return get_template(path).render(context)
+def _render(path: str, context: dict[str, Any], *, autoescape: bool) -> str:
+    """Render one part. The subject and the text part are plain text: HTML escaping would show
+    ``Tom &amp; Jerry`` to the reader, so only the .html part is autoescaped."""
+    return Engine.get_default().get_template(path).render(Context(context, autoescape=autoescape))
 
 
 @lru_cache(maxsize=64)
@@ -68,9 +70,9 @@ def _has_html(template: str) -> bool:
 def _render_parts(template: str, context: dict[str, Any], recipient: str) -> tuple[str, str, str | None]:
     """The subject (one line), text body and HTML body (None without a .html part) for ``recipient``."""
     ctx = {**context, "recipient": recipient}
-    subject = " ".join(_render(f"email/{template}.subject", ctx).split())
-    body = _render(f"email/{template}.txt", ctx)
-    html = _render(f"email/{template}.html", ctx) if _has_html(template) else None
+    subject = " ".join(_render(f"email/{template}.subject", ctx, autoescape=False).split())
+    body = _render(f"email/{template}.txt", ctx, autoescape=False)
+    html = _render(f"email/{template}.html", ctx, autoescape=True) if _has_html(template) else None
     return subject, body, html
 
 
@@ -91,9 +93,13 @@ def render_message(
     return message
 
 
-def check_renders(*, template: str, context: dict[str, Any]) -> None:
-    """Render every part once with a sample recipient so template errors surface before anything is queued."""
-    _render_parts(template, context, "check@example.com")
+def check_renders(*, template: str, context: dict[str, Any], recipient: str = "check@example.com") -> str:
+    """Render every part once for ``recipient`` so template errors surface before anything is queued.
+
+    Returns the subject, for the caller's header checks (tasks.validation).
+    """
+    subject, _body, _html = _render_parts(template, context, recipient)
+    return subject
 
 
 def new_message_id() -> str:

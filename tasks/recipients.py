@@ -3,14 +3,17 @@
 Stored shapes (JSON): a plain address string ``"bob@example.com"`` when there is nothing else to
 keep, otherwise ``{"address": "bob@example.com", "name": "Bob", "context": {...}}`` (``name`` and
 ``context`` optional). Every reader goes through ``parse_stored``, so older rows (plain strings)
-and newer ones read alike. Validation lives in tasks.validation; this module only converts.
+and newer ones read alike. What people type (``Bob <bob@example.com>``, ``"Name, Jr." <a@b.c>``,
+lists separated by commas, semicolons or new lines) is split by ``split_list`` and ``split_entry``.
+Validation lives in tasks.validation; this module only converts.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from email.utils import formataddr
+from email.utils import formataddr, quote
 from typing import Any
 
 StoredRecipient = str | dict[str, Any]
@@ -39,6 +42,13 @@ class Recipient:
         """The ``To:`` value: ``Name <address>`` (quoted as RFC 5322 needs; Django encodes non-ASCII) or the address."""
         return formataddr((self.name, self.address)) if self.name else self.address
 
+    def label(self) -> str:
+        """How pages and the API show it: ``Name <address>``, the name quoted only where RFC 5322 needs it."""
+        if not self.name:
+            return self.address
+        name = self.name if _ATOM_PHRASE.fullmatch(self.name) else f'"{quote(self.name)}"'
+        return f"{name} <{self.address}>"
+
     def merged_context(self, shared: Mapping[str, Any]) -> dict[str, Any]:
         """The context this recipient's mail is rendered with: its own values over the shared ones."""
         return {**shared, **self.context}
@@ -63,3 +73,66 @@ def parse_all(entries: Iterable[StoredRecipient]) -> list[Recipient]:
 def addresses_of(entries: Iterable[StoredRecipient]) -> list[str]:
     """The bare addresses of stored entries, in order."""
     return [parse_stored(entry).address for entry in entries]
+
+
+def label_of(entry: object) -> str:
+    """A stored entry as people read it (``Name <address>``); anything unreadable as a short repr, never an error."""
+    try:
+        return parse_stored(entry).label()  # type: ignore[arg-type]
+    except ValueError:
+        return repr(entry)[:200]
+
+
+# A display name that needs no quotes: words of atext (RFC 5322 3.2.3) and spaces; non-ASCII letters count as text.
+_ATOM_PHRASE = re.compile(r"[-\w!#$%&'*+/=?^`{|}~ ]+")
+_SEPARATORS = ",;\n\r"
+_PLAIN_SPLIT = re.compile(r"[,;\n\r]")
+
+
+def split_list(text: str) -> list[str]:
+    """Split a typed list on commas, semicolons and line breaks outside quotes and ``<...>``.
+
+    ``"Name, Jr." <a@example.com>, bob@example.com`` is two entries. Empty entries are dropped.
+    """
+    if '"' not in text and "<" not in text:  # the common case: plain addresses, no character loop
+        return [entry.strip() for entry in _PLAIN_SPLIT.split(text) if entry.strip()]
+    entries: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    angle = 0
+    for char in text:
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif not quoted and char == "<":
+            angle += 1
+        elif not quoted and char == ">" and angle:
+            angle -= 1
+        elif not quoted and not angle and char in _SEPARATORS:
+            entries.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    entries.append("".join(current))
+    return [entry.strip() for entry in entries if entry.strip()]
+
+
+_NAMED = re.compile(r"(?P<name>[^<>]*)<(?P<address>[^<>]*)>", re.S)
+
+
+def split_entry(text: str) -> tuple[str, str]:
+    """``(display name, address)`` of one typed entry: ``Name <a@b.c>``, ``"Name, Jr." <a@b.c>`` or ``a@b.c``.
+
+    A quoted name loses its quotes and backslash escapes. No check of the address (tasks.validation does that).
+    """
+    text = text.strip()
+    match = _NAMED.fullmatch(text)
+    if match is None:
+        return "", text
+    name = match.group("name").strip()
+    if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
+        name = re.sub(r"\\(.)", r"\1", name[1:-1], flags=re.S)
+    return name.strip(), match.group("address").strip()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Case, Count, Prefetch, Q, QuerySet, When
+from django.db.models import Case, Count, Prefetch, Q, QuerySet, TextField, When
+from django.db.models.functions import Cast
 
 from tasks.exceptions import TaskNotFoundError
 from tasks.models import CANCELLABLE, Delivery, Task
@@ -24,6 +25,23 @@ def get_task_of(owner: AbstractBaseUser | AnonymousUser | None, task_id: int) ->
     queryset = Task.objects.all() if owner is None else list_tasks_of(owner)
     try:
         return queryset.get(pk=task_id)
+    except (Task.DoesNotExist, ValueError, TypeError):
+        raise TaskNotFoundError(task_id) from None
+
+
+def with_context_text(queryset: QuerySet[Task]) -> QuerySet[Task]:
+    """The tasks with their context as stored JSON text (``context_text``), the decoded field deferred.
+
+    For pages: a row stored before the input limits may hold a context too deep for the json
+    module to decode (tasks.display), and a page must still show it.
+    """
+    return queryset.defer("context").annotate(context_text=Cast("context", output_field=TextField()))
+
+
+def get_task_shown_of(owner: AbstractBaseUser | AnonymousUser, task_id: int) -> Task:
+    """Return the owner's task ``task_id`` for its page: as get_task_of, with ``context_text`` for ``context``."""
+    try:
+        return with_context_text(list_tasks_of(owner)).get(pk=task_id)
     except (Task.DoesNotExist, ValueError, TypeError):
         raise TaskNotFoundError(task_id) from None
 
@@ -49,7 +67,8 @@ def list_history_of(owner: AbstractBaseUser | AnonymousUser) -> QuerySet[Task]:
         queryset=Delivery.objects.order_by("pk")[:HISTORY_DELIVERIES_SHOWN],
         to_attr="first_deliveries",
     )
-    return list_tasks_of(owner).annotate(sent_count=sent, failed_count=failed).prefetch_related(first)
+    tasks = list_tasks_of(owner).defer("context")  # not shown; and an old row's may be too deep to decode
+    return tasks.annotate(sent_count=sent, failed_count=failed).prefetch_related(first)
 
 
 def list_deliveries_of(task: Task) -> QuerySet[Delivery]:

@@ -2,14 +2,64 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from tasks.exceptions import ReservationError
 from tasks.mail import available_templates
 from tasks.models import Delivery, Task
+from tasks.recipients import label_of
+from tasks.validation import aware_in_zone, ensure_offset_text
+
+
+class LocalDateTimeField(serializers.DateTimeField):
+    """ISO 8601 with the form's rules (tasks.validation.aware_in_zone): a time without an offset is read in
+    the user's zone and refused if it does not exist or happens twice there; offsets beyond ±14:00 or with
+    minutes of 60 or more are refused, not rounded."""
+
+    def to_internal_value(self, value: Any) -> datetime:
+        if isinstance(value, str):
+            self._checked(ensure_offset_text, value)
+        return super().to_internal_value(value)
+
+    def enforce_timezone(self, value: datetime) -> datetime:
+        return self._checked(aware_in_zone, value)
+
+    @staticmethod
+    def _checked(check: Any, value: Any) -> Any:
+        try:
+            return check(value)
+        except ReservationError as exc:
+            raise serializers.ValidationError(exc.message, code=exc.code) from None
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class RecipientLabelField(serializers.Field):
+    """A stored recipient as text: ``address`` or ``Name <address>`` (what the create endpoint accepts)."""
+
+    def to_representation(self, value: Any) -> str:
+        return label_of(value)
+
+
+class ClosedSerializer(serializers.Serializer):
+    """An input serializer that refuses fields it does not know, naming each, instead of dropping them."""
+
+    # Fields clients send by mistake, and what to do instead.
+    unknown_hints: dict[str, Any] = {}
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
+        if unknown:
+            raise serializers.ValidationError(
+                {name: [self.unknown_hints.get(name, _("Unknown field."))] for name in unknown}, code="unknown_field"
+            )
+        return attrs
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -27,7 +77,7 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
 
 
 class TaskOutputSerializer(serializers.ModelSerializer):
-    recipients = serializers.ListField(child=serializers.CharField(), read_only=True)
+    recipients = serializers.ListField(child=RecipientLabelField(), read_only=True)
     context = serializers.DictField(read_only=True)  # type: ignore[assignment]  # a field, not .context
 
     class Meta:
@@ -85,24 +135,36 @@ class TaskListQuerySerializer(QuerySerializer):
     status = serializers.ChoiceField(choices=Task.Status.choices, required=False, help_text=_("Only tasks in it."))
 
 
-class TaskCreateInputSerializer(serializers.Serializer):
+class TaskCreateInputSerializer(ClosedSerializer):
+    unknown_hints = {"reserved_at": _("Unknown field. To reserve the mail for later, use scheduled_at.")}
+
     template = serializers.ChoiceField(choices=(), help_text=_("One of the allow-listed mail templates."))
     recipients = serializers.ListField(
-        child=serializers.CharField(max_length=254),
+        child=serializers.CharField(max_length=512),
         allow_empty=False,
         max_length=settings.TASK_MAX_RECIPIENTS,
-        help_text=_("E-mail addresses; duplicates are dropped."),
+        help_text=_(
+            "E-mail addresses, each `address` or `Name <address>` (a name with a comma in quotes: "
+            '`"Name, Jr." <address>`); duplicates are dropped. ASCII before the @, at most 64 characters there '
+            "and 254 in all."
+        ),
     )
     context = serializers.DictField(  # type: ignore[assignment]  # a field, not .context
-        required=False, default=dict, help_text=_("Values the template uses.")
+        required=False,
+        default=dict,
+        help_text=_(
+            "Values the template uses: a JSON object with text keys, finite numbers, at most 8 levels deep "
+            "and 16 KB as JSON."
+        ),
     )
     description = serializers.CharField(max_length=200, help_text=_("Shown in the history and the notifications."))
-    scheduled_at = serializers.DateTimeField(
+    scheduled_at = LocalDateTimeField(
         required=False,
         allow_null=True,
         help_text=_(
             "When to send, ISO 8601. Without it the mail is sent now. A value without an offset is read in "
-            "the user's time zone."
+            "the user's time zone (refused if that local time does not exist or happens twice there); an "
+            "offset must be within ±14:00."
         ),
     )
 
@@ -112,7 +174,7 @@ class TaskCreateInputSerializer(serializers.Serializer):
 
 
 class TaskRescheduleInputSerializer(serializers.Serializer):
-    scheduled_at = serializers.DateTimeField(
+    scheduled_at = LocalDateTimeField(
         help_text=_("The new time, ISO 8601; a value without an offset is read in the user's time zone.")
     )
 

@@ -1,10 +1,19 @@
-"""Checks of a send's input, shared by every service that creates or moves a task."""
+"""Checks of a send's input, shared by every door (mail form, admin, API) through the services.
+
+Each class of bad input is refused here, once, with a message for the person who typed it:
+addresses (RFC 5321 limits, no control characters, ASCII local parts), the context (a JSON
+object of bounded depth and size, finite numbers, text keys), what reaches the Subject header,
+and times (aware, existing, unambiguous, a real UTC offset).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -15,14 +24,39 @@ from django.utils.translation import gettext as _
 
 from tasks.exceptions import ReservationError
 from tasks.mail import MailSpec, available_templates, check_renders
+from tasks.recipients import Recipient, StoredRecipient, split_entry, split_list
 
-MAX_ADDRESS_LENGTH = 254  # RFC 5321 path limit, and Delivery.address
+MAX_ADDRESS_LENGTH = 254  # octets of local@domain (domain in punycode): RFC 5321 4.5.3.1.3, and Delivery.address
+MAX_LOCAL_PART_LENGTH = 64  # octets before the @: RFC 5321 4.5.3.1.1
+MAX_NAME_LENGTH = 200  # characters of a display name ("Name <address>")
+CONTEXT_MAX_DEPTH = 8  # levels of objects and lists, the context object itself being the first
+CONTEXT_MAX_BYTES = 16 * 1024  # the context as compact UTF-8 JSON
+MAX_SUBJECT_LENGTH = 250  # characters of the rendered Subject (whitespace collapsed); far below the 998-octet line
+MAX_UTC_OFFSET = timedelta(hours=14)  # the widest offset in use (Kiribati, +14:00)
+
+# C0 controls, DEL, C1 controls, and the two Unicode line breaks the email package also splits lines on.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _shown(text: str, limit: int = 100) -> str:
+    """``text`` safe to put in a message: control characters as \\uXXXX, cut at ``limit``."""
+    shown = _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def _control_at(text: str) -> str | None:
+    match = _CONTROL.search(text)
+    return f"U+{ord(match.group()):04X}" if match else None
+
+
+# --- times ----------------------------------------------------------------------------------------
 
 
 def ensure_reservable(scheduled_at: datetime, *, now: datetime) -> None:
     """Raise ReservationError unless ``scheduled_at`` is aware and inside [now + lead, now + horizon]."""
     if not isinstance(scheduled_at, datetime) or timezone.is_naive(scheduled_at):
         raise ReservationError(_("The reservation time must include a time zone."), field="scheduled_at")
+    ensure_utc_offset(scheduled_at)
     lead = timedelta(seconds=settings.RESERVATION_MIN_LEAD)
     if scheduled_at < now + lead:
         raise ReservationError(
@@ -38,6 +72,67 @@ def ensure_reservable(scheduled_at: datetime, *, now: datetime) -> None:
         )
 
 
+def ensure_utc_offset(value: datetime) -> None:
+    """Raise ReservationError if an aware ``value``'s offset is beyond ±14:00."""
+    offset = value.utcoffset()
+    if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+        raise ReservationError(
+            _("The UTC offset must be between -14:00 and +14:00."), code="invalid_offset", field="scheduled_at"
+        )
+
+
+# An offset written after a time of day: 10:00+09:00, 10:00:00.5-0430, 10:00+09.
+_OFFSET_TEXT = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*[+-](?P<hours>\d{2})(?::?(?P<minutes>\d{2}))?$")
+
+
+def ensure_offset_text(text: str) -> None:
+    """Raise ReservationError if ``text`` ends in an offset with minutes of 60 or more, or beyond ±14:00.
+
+    Django's parser reads ``+14:60`` as ``+15:00``; a client that wrote it meant something else.
+    """
+    match = _OFFSET_TEXT.search(text.strip())
+    if match is None:
+        return
+    hours, minutes = int(match.group("hours")), int(match.group("minutes") or 0)
+    if minutes >= 60 or timedelta(hours=hours, minutes=minutes) > MAX_UTC_OFFSET:
+        raise ReservationError(
+            _("The UTC offset must be between -14:00 and +14:00, with minutes below 60."),
+            code="invalid_offset",
+            field="scheduled_at",
+        )
+
+
+def aware_in_zone(value: datetime, zone: tzinfo | None = None) -> datetime:
+    """Return ``value`` as an aware datetime; a naive one is read in ``zone`` (default: the current zone).
+
+    The one reading of a typed local time for every door. Raises ReservationError if that local
+    time does not exist there (clocks skip it) or happens twice (clocks go back), or if an aware
+    value's offset is beyond ±14:00.
+    """
+    if timezone.is_aware(value):
+        ensure_utc_offset(value)
+        return value
+    zone = zone or timezone.get_current_timezone()
+    early, late = value.replace(tzinfo=zone, fold=0), value.replace(tzinfo=zone, fold=1)
+    if early.utcoffset() == late.utcoffset():
+        return early
+    shown = {"time": value.strftime("%Y-%m-%d %H:%M"), "zone": str(zone)}
+    if early.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != value:
+        message = _(
+            "%(time)s does not exist in %(zone)s: the clocks skip it when daylight saving time starts. "
+            "Choose another time."
+        )
+        raise ReservationError(message % shown, code="nonexistent_time", field="scheduled_at")
+    message = _(
+        "%(time)s happens twice in %(zone)s: the clocks go back when daylight saving time ends. "
+        "Choose another time, or give the time with its UTC offset."
+    )
+    raise ReservationError(message % shown, code="ambiguous_time", field="scheduled_at")
+
+
+# --- description ----------------------------------------------------------------------------------
+
+
 def ensure_description(description: str) -> str:
     cleaned = (description or "").strip()
     if not cleaned:
@@ -47,54 +142,223 @@ def ensure_description(description: str) -> str:
     return cleaned
 
 
-def clean_recipients(recipients: Sequence[object] | str) -> tuple[str, ...]:
-    """Split, strip, validate and de-duplicate (case-insensitively) the recipient addresses."""
+# --- addresses ------------------------------------------------------------------------------------
+
+
+def _invalid_address(address: str) -> ReservationError:
+    return ReservationError(
+        _("“%(address)s” is not a valid e-mail address.") % {"address": _shown(address)}, field="recipients"
+    )
+
+
+def clean_address(address: str) -> str:
+    """Return the bare ``address`` (stripped) if it can be sent as it is; raise ReservationError otherwise.
+
+    Refused: control characters anywhere (quoted or not), a non-ASCII local part (it needs
+    SMTPUTF8, which we do not negotiate), a local part over 64 octets, an address over 254 octets
+    (the domain counted in punycode, as it goes on the wire), and whatever Django's validator refuses.
+    """
+    address = address.strip()
+    char = _control_at(address)
+    if char:
+        raise ReservationError(
+            _("“%(address)s” contains a control character (%(char)s); e-mail addresses cannot contain one.")
+            % {"address": _shown(address), "char": char},
+            field="recipients",
+        )
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise _invalid_address(address)
+    if not local.isascii():
+        raise ReservationError(
+            _(
+                "“%(address)s” has non-ASCII characters before the @. Sending to it needs a mail server with "
+                "SMTPUTF8, which this service does not use; ask for an address in plain ASCII."
+            )
+            % {"address": _shown(address)},
+            field="recipients",
+        )
+    if len(local) > MAX_LOCAL_PART_LENGTH:
+        raise ReservationError(
+            _("“%(address)s” is too long before the @: at most %(limit)d characters are allowed.")
+            % {"address": _shown(address), "limit": MAX_LOCAL_PART_LENGTH},
+            field="recipients",
+        )
+    try:
+        wire_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise _invalid_address(address) from None
+    if len(local) + 1 + len(wire_domain) > MAX_ADDRESS_LENGTH:
+        raise ReservationError(
+            _("“%(address)s” is too long: an address has at most %(limit)d characters.")
+            % {"address": _shown(address), "limit": MAX_ADDRESS_LENGTH},
+            field="recipients",
+        )
+    try:
+        validate_email(address)
+    except ValidationError:
+        raise _invalid_address(address) from None
+    return address
+
+
+def clean_name(name: str) -> str:
+    """Return the display name, stripped; refuse control characters and names over MAX_NAME_LENGTH."""
+    name = name.strip()
+    char = _control_at(name)
+    if char:
+        raise ReservationError(
+            _("The name “%(name)s” contains a control character (%(char)s).") % {"name": _shown(name), "char": char},
+            field="recipients",
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise ReservationError(
+            _("The name “%(name)s” is too long: at most %(limit)d characters.")
+            % {"name": _shown(name), "limit": MAX_NAME_LENGTH},
+            field="recipients",
+        )
+    return name
+
+
+def clean_recipient(raw: object) -> Recipient:
+    """One recipient as a door sends it: ``a@b.c``, ``Name <a@b.c>``, ``"Name, Jr." <a@b.c>`` or a stored object."""
+    if isinstance(raw, str):
+        name, address = split_entry(raw)
+        if not address:
+            raise _invalid_address(raw)
+        return Recipient(address=clean_address(address), name=clean_name(name))
+    if isinstance(raw, Mapping) and isinstance(raw.get("address"), str) and set(raw) <= {"address", "name", "context"}:
+        name = raw.get("name") or ""
+        if not isinstance(name, str):
+            raise ReservationError(_("A recipient's name must be text."), field="recipients")
+        context = clean_context(raw.get("context"), field="recipients")
+        return Recipient(address=clean_address(raw["address"]), name=clean_name(name), context=context)
+    raise ReservationError(_("Recipients must be e-mail addresses."), field="recipients")
+
+
+def clean_recipients(recipients: Sequence[object] | str) -> tuple[StoredRecipient, ...]:
+    """Split (a typed list), validate and de-duplicate (case-insensitively) the recipients, in their stored shape."""
+    return tuple(recipient.as_stored() for recipient in _clean_recipient_list(recipients))
+
+
+def _clean_recipient_list(recipients: Sequence[object] | str) -> list[Recipient]:
     if isinstance(recipients, str):
-        recipients = recipients.replace(";", ",").replace("\n", ",").split(",")
-    cleaned: list[str] = []
+        recipients = split_list(recipients)
+    cleaned: list[Recipient] = []
     seen: set[str] = set()
     for raw in recipients:
-        if not isinstance(raw, str):
-            raise ReservationError(_("Recipients must be e-mail addresses."), field="recipients")
-        address = raw.strip()
-        if not address:
+        if isinstance(raw, str) and not raw.strip():
             continue
-        try:
-            if len(address) > MAX_ADDRESS_LENGTH:
-                raise ValidationError("too long")
-            validate_email(address)
-        except ValidationError:
-            raise ReservationError(
-                _("“%(address)s” is not a valid e-mail address.") % {"address": address[:100]}, field="recipients"
-            ) from None
-        if address.lower() not in seen:
-            seen.add(address.lower())
-            cleaned.append(address)
+        recipient = clean_recipient(raw)
+        if recipient.address.lower() not in seen:
+            seen.add(recipient.address.lower())
+            cleaned.append(recipient)
     if not cleaned:
         raise ReservationError(_("Enter at least one recipient."), field="recipients")
     if len(cleaned) > settings.TASK_MAX_RECIPIENTS:
         raise ReservationError(
             _("At most %(n)d recipients per send.") % {"n": settings.TASK_MAX_RECIPIENTS}, field="recipients"
         )
-    return tuple(cleaned)
+    return cleaned
+
+
+# --- context --------------------------------------------------------------------------------------
+
+
+def _context_error(message: str, field: str) -> ReservationError:
+    return ReservationError(message, field=field)
+
+
+def _check_scalar(value: object, field: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _context_error(
+            _("The context holds a number that is not finite (NaN, Infinity, or too large); use finite numbers."),
+            field,
+        )
+    if value is not None and not isinstance(value, str | int | float | bool):
+        raise _context_error(_("The context must contain only JSON values."), field)
+
+
+def clean_context(context: object, *, field: str = "context") -> dict[str, Any]:
+    """Return ``context`` if it is a JSON object within the limits; raise ReservationError otherwise.
+
+    Limits: text keys, finite numbers, at most CONTEXT_MAX_DEPTH levels of objects and lists (the
+    object itself is the first), at most CONTEXT_MAX_BYTES as compact UTF-8 JSON. The walk is
+    iterative, so no depth of input can exhaust the stack.
+    """
+    if context is None:
+        return {}
+    limits = {"depth": CONTEXT_MAX_DEPTH, "kb": CONTEXT_MAX_BYTES // 1024}
+    if not isinstance(context, dict):
+        raise _context_error(_('The context must be a JSON object, e.g. {"name": "Alice"}.'), field)
+    stack: list[tuple[object, int]] = [(context, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > CONTEXT_MAX_DEPTH:
+            raise _context_error(
+                _("The context nests too deeply: at most %(depth)d levels of objects and lists.") % limits, field
+            )
+        children: Any = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict) and not all(isinstance(key, str) for key in item):
+            raise _context_error(_("The context must be an object with text keys."), field)
+        for child in children:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+            else:
+                _check_scalar(child, field)
+    try:
+        size = len(json.dumps(context, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError):
+        raise _context_error(_("The context must contain only JSON values."), field) from None
+    if size > CONTEXT_MAX_BYTES:
+        raise _context_error(
+            _("The context is too big: %(size)d bytes as JSON, at most %(kb)d KB.") % {**limits, "size": size}, field
+        )
+    return context
+
+
+# --- the whole mail -------------------------------------------------------------------------------
+
+
+def _check_subject(subject: str) -> None:
+    """What reaches the Subject header: no control characters, at most MAX_SUBJECT_LENGTH characters."""
+    if len(subject) > MAX_SUBJECT_LENGTH:
+        raise ReservationError(
+            _(
+                "The subject would be %(length)d characters long with these values; at most %(limit)d are "
+                "allowed. Shorten the values the subject uses."
+            )
+            % {"length": len(subject), "limit": MAX_SUBJECT_LENGTH},
+            code="subject_too_long",
+            field="context",
+        )
+    char = _control_at(subject)
+    if char:
+        raise ReservationError(
+            _("The subject would contain a control character (%(char)s).") % {"char": char}, field="context"
+        )
+
+
+def _check_renders(template: str, context: dict[str, Any], recipients: Sequence[Recipient]) -> None:
+    """Render for the longest address (a subject may show it) and for each recipient with values of its own."""
+    longest = max(recipients, key=lambda r: len(r.address))
+    checks = [(context, longest.address)] + [(r.merged_context(context), r.address) for r in recipients if r.context]
+    for values, address in checks:
+        try:
+            subject = check_renders(template=template, context=values, recipient=address)
+        except (TemplateSyntaxError, ValueError, TypeError) as exc:
+            raise ReservationError(
+                _("The template cannot be rendered: %(error)s") % {"error": exc}, field="context"
+            ) from None
+        _check_subject(subject)
 
 
 def clean_mail(mail: MailSpec) -> MailSpec:
-    """Return ``mail`` with cleaned recipients; raise ReservationError for any invalid part."""
+    """Return ``mail`` with cleaned recipients and context; raise ReservationError for any invalid part."""
     if mail.template not in available_templates():
-        raise ReservationError(_("Unknown template “%(name)s”.") % {"name": str(mail.template)[:100]}, field="template")
-    context = mail.context if mail.context is not None else {}
-    if not isinstance(context, dict) or not all(isinstance(k, str) for k in context):
-        raise ReservationError(_("The context must be an object with text keys."), field="context")
-    try:
-        json.dumps(context)
-    except (TypeError, ValueError):
-        raise ReservationError(_("The context must contain only JSON values."), field="context") from None
-    recipients = clean_recipients(mail.recipients)
-    try:
-        check_renders(template=mail.template, context=context)
-    except (TemplateSyntaxError, ValueError, TypeError) as exc:
-        raise ReservationError(
-            _("The template cannot be rendered: %(error)s") % {"error": exc}, field="context"
-        ) from None
-    return MailSpec(template=mail.template, recipients=recipients, context=context)
+        name = _shown(str(mail.template))
+        raise ReservationError(_("Unknown template “%(name)s”.") % {"name": name}, field="template")
+    context = clean_context(mail.context)
+    recipients = _clean_recipient_list(mail.recipients)
+    _check_renders(mail.template, context, recipients)
+    stored = tuple(recipient.as_stored() for recipient in recipients)
+    return MailSpec(template=mail.template, recipients=stored, context=context)

@@ -20,7 +20,7 @@ from tasks.forms import MailForm, RescheduleForm, template_context_names
 from tasks.health import health_report
 from tasks.mail import MailSpec
 from tasks.models import Task
-from tasks.selectors import get_task_of, list_deliveries_of, list_history_of
+from tasks.selectors import get_task_shown_of, list_deliveries_of, list_history_of
 
 HISTORY_PAGE_SIZE = 20
 DELIVERIES_PAGE_SIZE = 100
@@ -70,7 +70,7 @@ def history(request: AuthedRequest) -> HttpResponse:
 @login_required
 def detail(request: AuthedRequest, task_id: int) -> HttpResponse:
     try:
-        task = get_task_of(request.user, task_id)
+        task = get_task_shown_of(request.user, task_id)
     except TaskNotFoundError as exc:
         raise Http404(str(exc)) from exc
     deliveries = Paginator(list_deliveries_of(task), DELIVERIES_PAGE_SIZE).get_page(request.GET.get("page"))

@@ -117,7 +117,7 @@ def test_poll_without_sign_in_is_401_json(client):
 def test_poll_with_a_bad_since_is_400(signed_in):
     response = signed_in.get("/notifications/?since=yesterday")
     assert response.status_code == 400
-    assert response.json() == {"detail": "since must be a number.", "code": "invalid"}
+    assert response.json() == {"since": ["since must be a number of seconds since the epoch, 0 or more."]}
 
 
 def test_poll_does_not_accept_post(signed_in):

@@ -57,7 +57,7 @@ def test_ensure_description_strips():
     ["not-an-address", "a@b", "alice@example.com, bob@", "x" * 300 + "@example.com", "alice@exa mple.com"],
 )
 def test_clean_recipients_rejects_malformed(raw):
-    with pytest.raises(ReservationError, match="not a valid e-mail address"):
+    with pytest.raises(ReservationError, match="not a valid e-mail address|is too long"):
         clean_recipients(raw)
 
 

@@ -1,0 +1,46 @@
+"""How pages show what a task stores: a bounded, safe preview of its context, whatever was stored.
+
+Rows written before the input limits (tasks.validation) may hold a context nested hundreds of
+levels deep or megabytes long; decoding one with the json module (which recurses) can raise
+RecursionError. Pages therefore read the context as its stored JSON text (selectors) and show it
+through ``preview_json``, which decodes only text it has measured as shallow and short.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+PREVIEW_CHARS = 2000  # shown at most; the rest is cut with a note
+PREVIEW_PARSE_CHARS = 64 * 1024  # longer stored text is shown as it is, not decoded
+PREVIEW_PARSE_DEPTH = 16  # deeper stored text is shown as it is, not decoded
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def text_depth(text: str) -> int:
+    """How deeply ``[`` and ``{`` nest in JSON text (outside strings), counted without recursion."""
+    depth = deepest = 0
+    for match in _BRACKET.finditer(_STRING.sub('""', text)):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def preview_json(text: str | None, limit: int = PREVIEW_CHARS) -> str:
+    """Stored JSON text as indented JSON when it is shallow and short enough, else as stored; cut at ``limit``."""
+    if not text:
+        return ""
+    shown = text
+    if len(text) <= PREVIEW_PARSE_CHARS and text_depth(text) <= PREVIEW_PARSE_DEPTH:
+        try:
+            shown = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        except ValueError:
+            shown = text
+    if len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}… (+{len(shown) - limit} characters)"

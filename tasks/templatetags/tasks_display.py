@@ -1,0 +1,22 @@
+"""Filters for showing stored task data on pages: recipients as ``Name <address>``, the context as a preview."""
+
+from __future__ import annotations
+
+from django import template
+
+from tasks.display import preview_json
+from tasks.recipients import label_of
+
+register = template.Library()
+
+
+@register.filter
+def recipient_label(entry: object) -> str:
+    """A stored recipient (address, or object with a name) as ``Name <address>``."""
+    return label_of(entry)
+
+
+@register.filter
+def context_preview(text: str | None) -> str:
+    """A task's stored context text (selectors annotate it as ``context_text``), bounded and never recursing."""
+    return preview_json(text)
