@@ -3,20 +3,28 @@
 django-rq's views check ``is_staff`` alone, but the dashboard can delete, requeue and stop jobs,
 which bypasses the task services. So both ways in (``/admin/django-rq/`` and the "Django-RQ"
 entry of the admin index) also require the ``django_rq.admin`` permission; superusers have it.
+
+``stats.json`` (queue counts, and the Redis host and port) answers the same staff, or a scraper
+that sends ``Authorization: Bearer $METRICS_TOKEN`` (``RQ_API_TOKEN``). django-rq's form with the
+token in the URL path is not mounted: URLs end up in access logs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from hmac import compare_digest
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse
-from django.urls import URLPattern
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import URLPattern, re_path
+from django.views.decorators.cache import never_cache
+from django_rq import stats_views
 from django_rq.admin import QueueAdmin
-from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
+from django_rq.urls import get_admin_urlpatterns
 
 PERMISSION = "django_rq.admin"
 View = Callable[..., HttpResponse]
@@ -35,9 +43,44 @@ def guard(view: View, *, site: admin.AdminSite = admin.site, current_app: str | 
     return wrapper
 
 
+def _bearer_matches(request: HttpRequest) -> bool:
+    token = settings.RQ_API_TOKEN
+    header = request.headers.get("Authorization", "")
+    if not token or not header.startswith("Bearer "):
+        return False
+    return compare_digest(header.removeprefix("Bearer ").strip(), token)
+
+
+def guard_api(view: View) -> View:
+    """Let staff with PERMISSION or the RQ_API_TOKEN bearer through; 403 JSON for other staff, 401 for the rest."""
+
+    @never_cache
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user = request.user
+        if (user.is_active and user.is_staff and user.has_perm(PERMISSION)) or _bearer_matches(request):
+            return view(request, *args, **kwargs)
+        if user.is_authenticated:
+            body = {"detail": "The django_rq.admin permission is required.", "code": "forbidden"}
+            return JsonResponse(body, status=403)
+        response = JsonResponse(
+            {"detail": "A staff session or the METRICS_TOKEN bearer token is required.", "code": "not_authenticated"},
+            status=401,
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="rq"'
+        return response
+
+    return wrapper
+
+
+def api_urlpatterns(name_prefix: str = "") -> list[URLPattern]:
+    """django-rq's stats.json, guarded (its Prometheus view needs prometheus_client, which is not installed)."""
+    return [re_path(r"^stats.json/?$", guard_api(stats_views.stats_json), name=f"{name_prefix}home_json")]
+
+
 def urlpatterns() -> list[URLPattern]:
-    """django_rq.urls with every dashboard view guarded (stats.json keeps its own token check)."""
-    return get_api_urlpatterns() + get_admin_urlpatterns(view_wrapper=guard)
+    """django_rq.urls with every view guarded."""
+    return api_urlpatterns() + get_admin_urlpatterns(view_wrapper=guard)
 
 
 class DashboardAdmin(QueueAdmin):
@@ -61,7 +104,7 @@ class DashboardAdmin(QueueAdmin):
 
         own = list(admin.ModelAdmin.get_urls(self))
         return (
-            get_api_urlpatterns(name_prefix="django_rq_")
+            api_urlpatterns(name_prefix="django_rq_")
             + get_admin_urlpatterns(name_prefix="django_rq_", view_wrapper=wrap)
             + own
         )
