@@ -6,13 +6,13 @@ from django.utils import timezone, translation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notifications.query import parse_since
 from notifications.selectors import poll_items
+from reservemail.authentication import API_AUTHENTICATION
 from reservemail.http import signed_in
 from tasks.serializers import QuerySerializer
 
@@ -51,7 +51,7 @@ class NotificationErrorSerializer(serializers.Serializer):
 class NotificationPollView(APIView):
     """The signed-in user's notifications changed after ``since``, time remaining computed now."""
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = API_AUTHENTICATION
 
     @extend_schema(
         summary="Notifications changed since a timestamp",

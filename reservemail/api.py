@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from reservemail.exceptions import ReservemailError
+from reservemail.parsers import SafeJSONParser
+from reservemail.signin import SigninLockedError, lockout_seconds
+from tasks.serializers import ErrorSerializer
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -44,21 +54,119 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+class TokenLoginInputSerializer(AuthTokenSerializer):
+    """Username and password; a username longer than any account's is a field error, not a sign-in attempt."""
+
+    username = serializers.CharField(
+        label="Username", write_only=True, max_length=get_user_model()._meta.get_field("username").max_length or 150
+    )
+
+
+RETRY_AFTER = OpenApiParameter(
+    name="Retry-After",
+    type=int,
+    location=OpenApiParameter.HEADER,
+    response=[429],
+    description="Seconds until the sign-in lock lifts.",
+)
+
+
 class TokenLoginView(ObtainAuthToken):
-    """POST username and password, get the user's API token (created on first use)."""
+    """POST username and password as JSON, get the user's API token (created on first use).
+
+    Anonymous by design: no authentication runs here, so a stale ``Authorization`` header cannot block getting a
+    new token. Failed attempts count towards the sign-in limits (reservemail.signin); a locked account or address
+    gets 429 with ``Retry-After``.
+    """
+
+    authentication_classes = []  # type: ignore[var-annotated]  # the header is ignored, not checked
+    permission_classes = [AllowAny]
+    parser_classes = [SafeJSONParser]  # JSON only; a deep-nested body is a 400, not a RecursionError
+    serializer_class = TokenLoginInputSerializer
 
     @extend_schema(
         summary="Get your API token",
+        description=(
+            "Anonymous: any `Authorization` header is ignored. After too many failed sign-ins for the account or "
+            "from the client address, answers 429 with `Retry-After` until the lock lifts."
+        ),
+        auth=[],
+        request={"application/json": TokenLoginInputSerializer},
+        parameters=[RETRY_AFTER],
         responses={
             200: inline_serializer("TokenOutput", {"token": serializers.CharField()}),
             400: OpenApiResponse(OpenApiTypes.OBJECT, description="Missing fields or wrong credentials."),
+            415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
+            429: OpenApiResponse(
+                ErrorSerializer,
+                description="Too many failed sign-ins for this account or from this address; see `Retry-After`.",
+                examples=[
+                    OpenApiExample(
+                        "Locked",
+                        value={
+                            "detail": "Too many failed sign-ins. Try again in 15 minutes.",
+                            "code": "signin_locked",
+                        },
+                        response_only=True,
+                    )
+                ],
+            ),
         },
     )
-    def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
-        return super().post(request, *args, **kwargs)
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        if not serializer.is_valid():
+            if getattr(request, "axes_locked_out", False):  # set by django-axes while authenticating
+                username = request.data.get("username") if isinstance(request.data, dict) else None
+                raise SigninLockedError(retry_after=max(lockout_seconds(request, {"username": username}), 1))
+            raise ValidationError(serializer.errors)
+        token, _created = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        return Response({"token": token.key})
 
 
 @csrf_exempt  # it changes nothing; without this an unknown POST would get the HTML CSRF page
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Any other path under /api/: a JSON 404, like the API's own, not Django's HTML page."""
     return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+
+
+# Django's error views (urls.handler400/403/404/500), used when DEBUG is off: JSON under /api/, Django's own
+# pages elsewhere. DRF's views answer their own errors through exception_handler; these catch what reaches Django
+# itself: an exception no handler maps (a 500), a SuspiciousOperation raised outside a view, an Http404 from a
+# plain Django view.
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def _error(request: HttpRequest, status: int, detail: str, code: str) -> JsonResponse:
+    return JsonResponse({"detail": detail, "code": code}, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """400: JSON under /api/."""
+    if _is_api(request):
+        return _error(request, 400, "Bad request.", "bad_request")
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """403: JSON under /api/."""
+    if _is_api(request):
+        return _error(request, 403, "You do not have permission to perform this action.", "permission_denied")
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404: JSON under /api/."""
+    if _is_api(request):
+        return _error(request, 404, "Not found.", "not_found")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500: JSON under /api/ (the traceback is logged by Django, never shown)."""
+    if _is_api(request):
+        return _error(request, 500, "Server error.", "server_error")
+    return defaults.server_error(request)

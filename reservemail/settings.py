@@ -6,6 +6,7 @@ REDIS_URL and EMAIL_HOST (or EMAIL_URL) to use real services.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -57,6 +58,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
+    "axes",
     "tasks",
     "notifications",
     "preferences",
@@ -73,6 +75,8 @@ MIDDLEWARE = [
     "reservemail.middleware.UserTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the 429 page (reservemail.signin).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "reservemail.urls"
@@ -119,6 +123,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out account or address before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "tasks:mail"
 LOGOUT_REDIRECT_URL = "login"
@@ -223,7 +229,7 @@ EMAIL_BACKEND = os.environ.get(
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "reservemail.authentication.TokenOrBearerAuthentication",  # `Token <key>` or `Bearer <key>`
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [  # DRF's, with JSON that answers 400 (not 500) to input of any depth
@@ -258,6 +264,26 @@ SPECTACULAR_SETTINGS.update(
         },
     }
 )
+
+# --- Sign-in limits (django-axes; reservemail.signin) --------------------------------------
+# SIGNIN_FAILURE_LIMIT failed sign-ins lock the account (from anywhere) and the client address (for any
+# account) for SIGNIN_COOLOFF_SECONDS after those failures, on every door: /accounts/login/, /admin/login/,
+# /api/auth/login/ and /api/auth/token/. Behind N reverse proxies that append to X-Forwarded-For, set
+# SIGNIN_TRUSTED_PROXIES=N, or every client shares the proxy's address.
+SIGNIN_FAILURE_LIMIT = env_int("SIGNIN_FAILURE_LIMIT", 5)
+SIGNIN_COOLOFF_SECONDS = env_int("SIGNIN_COOLOFF_SECONDS", 15 * 60)
+SIGNIN_TRUSTED_PROXIES = env_int("SIGNIN_TRUSTED_PROXIES", 0)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # shared by every web process
+AXES_FAILURE_LIMIT = SIGNIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(seconds=SIGNIN_COOLOFF_SECONDS)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Attempts refused during a lock are not counted, so "try again in N minutes" stays true.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = False
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept (until their cool-off ends), successful sign-ins are not
+AXES_CLIENT_IP_CALLABLE = "reservemail.signin.client_ip"
+AXES_LOCKOUT_CALLABLE = "reservemail.signin.lockout_response"
+AXES_VERBOSE = False  # no start-up banner in every process (workers too); failures are still logged
 
 # --- Logging ------------------------------------------------------------------------------
 # LOG_FORMAT=json: one JSON object per line with task_id, owner, queue, transition as fields.

@@ -14,7 +14,6 @@ from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -22,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
+from reservemail.authentication import API_AUTHENTICATION
 from reservemail.http import signed_in
 from reservemail.parsers import SafeJSONParser
 from tasks import services
@@ -38,9 +38,6 @@ from tasks.serializers import (
     TaskRescheduleInputSerializer,
 )
 from tasks.services.change import raise_state
-
-# Token first, so a request without credentials gets 401 with WWW-Authenticate (not 403).
-API_AUTHENTICATION = [TokenAuthentication, SessionAuthentication]
 
 Handler = Callable[..., tuple[int, Any]]
 

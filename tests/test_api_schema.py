@@ -79,7 +79,7 @@ def test_create_reschedule_cancel_have_examples(schema):
     assert "examples" in cancel["post"]["responses"]["409"]["content"]["application/json"]
     headers = [p["name"] for p in tasks["post"]["parameters"] if p["in"] == "header"]
     assert headers == ["Idempotency-Key"]
-    assert set(schema["components"]["securitySchemes"]) == {"cookieAuth", "tokenAuth"}
+    assert set(schema["components"]["securitySchemes"]) == {"cookieAuth", "tokenAuth", "bearerAuth"}
 
 
 def test_docs_page_is_served_with_local_assets():
