@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from email.utils import formataddr, quote
 from typing import Any
@@ -40,7 +41,13 @@ class Recipient:
 
     def header(self) -> str:
         """The ``To:`` value: ``Name <address>`` (quoted as RFC 5322 needs; Django encodes non-ASCII) or the address."""
-        return formataddr((self.name, self.address)) if self.name else self.address
+        if not self.name:
+            return self.address
+        # formataddr refuses a non-ASCII address: an IDN domain goes in as punycode, as it goes on the wire.
+        local, at, domain = self.address.rpartition("@")
+        with suppress(UnicodeError):  # validation refused such a domain; an old row is left to the mail package
+            domain = domain.encode("idna").decode("ascii")
+        return formataddr((self.name, f"{local}{at}{domain}"))
 
     def label(self) -> str:
         """How pages and the API show it: ``Name <address>``, the name quoted only where RFC 5322 needs it."""

@@ -222,6 +222,13 @@ def clean_name(name: str) -> str:
 def clean_recipient(raw: object) -> Recipient:
     """One recipient as a door sends it: ``a@b.c``, ``Name <a@b.c>``, ``"Name, Jr." <a@b.c>`` or a stored object."""
     if isinstance(raw, str):
+        char = _control_at(raw.strip())
+        if char:  # checked before splitting, which strips the name and the address
+            raise ReservationError(
+                _("“%(entry)s” contains a control character (%(char)s); e-mail addresses cannot contain one.")
+                % {"entry": _shown(raw.strip()), "char": char},
+                field="recipients",
+            )
         name, address = split_entry(raw)
         if not address:
             raise _invalid_address(raw)

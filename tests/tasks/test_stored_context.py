@@ -1,0 +1,72 @@
+"""Rows stored before the input limits (a context far too deep, too big, not an object) still show on every page."""
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from tasks.display import preview_json, text_depth
+from tasks.models import Task
+from tests.tasks.input_cases import deep_json
+
+pytestmark = pytest.mark.django_db
+
+ODD_CONTEXTS = {
+    "deep-990": deep_json(990),  # what the API accepted before: the json module cannot read it back in a view
+    "deep-array": "[" * 900 + "]" * 900,
+    "big": '{"message": "' + "x" * 300_000 + '"}',
+    "not-an-object": '["a", 1, null]',
+    "markup": '{"name": "<script>alert(1)</script> & Tom"}',
+}
+
+
+def stored(owner, context_text, status="finished"):
+    """A task whose context column holds ``context_text`` as written, bypassing the model and validation."""
+    now = timezone.now()
+    task = Task.objects.create(
+        owner=owner,
+        description="old row",
+        template="welcome",
+        recipients=["a@example.com", {"address": "b@example.com", "name": "Bob, Jr."}],
+        context={},
+        status=status,
+        started_at=now,
+        ended_at=now,
+    )
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {Task._meta.db_table} SET context = %s{cast} WHERE id = %s", [context_text, task.pk])  # noqa: S608
+    return task
+
+
+@pytest.mark.parametrize("text", ODD_CONTEXTS.values(), ids=ODD_CONTEXTS.keys())
+def test_history_detail_and_admin_show_an_odd_stored_context(client, admin_client, user, text):
+    task = stored(user, text)
+    client.force_login(user)
+    history = client.get("/tasks/")
+    assert history.status_code == 200
+    assert f"#{task.pk}" in history.content.decode()
+    detail = client.get(f"/tasks/{task.pk}/")
+    assert detail.status_code == 200
+    page = detail.content.decode()
+    assert "&quot;Bob, Jr.&quot; &lt;b@example.com&gt;" in page
+    assert "<script>alert(1)</script>" not in page
+    assert admin_client.get("/admin/tasks/task/").status_code == 200
+    change = admin_client.get(f"/admin/tasks/task/{task.pk}/change/")
+    assert change.status_code == 200
+    assert "<script>alert(1)</script>" not in change.content.decode()
+
+
+def test_the_deep_row_is_a_real_trap(user):
+    """Without the pages' care, reading the row back is a RecursionError (the 500 the issue saw)."""
+    task = stored(user, deep_json(990))
+    with pytest.raises(RecursionError):
+        Task.objects.get(pk=task.pk)
+
+
+def test_preview_is_bounded_and_pretty_when_it_can_be():
+    assert preview_json('{"a": {"b": 1}}') == '{\n  "a": {\n    "b": 1\n  }\n}'
+    deep = preview_json(deep_json(5000))
+    assert deep.startswith('{"a":{"a":') and deep.endswith("characters)") and len(deep) < 2100
+    assert len(preview_json('"' + "x" * 100_000 + '"')) < 2100
+    assert preview_json("") == "" and preview_json(None) == ""
+    assert text_depth('{"a": "[[[{{{", "b": [1, [2]]}') == 3
