@@ -27,7 +27,7 @@ from reservemail.parsers import SafeJSONParser
 from tasks import services
 from tasks.mail import MailSpec
 from tasks.models import Task
-from tasks.selectors import list_tasks_of
+from tasks.selectors import list_tasks_of, with_context_text
 from tasks.serializers import (
     ErrorSerializer,
     TaskCancelOutputSerializer,
@@ -164,7 +164,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     pagination_class = TaskPagination
 
     def get_queryset(self) -> QuerySet[Task]:
-        queryset = list_tasks_of(self.request.user)
+        queryset = with_context_text(list_tasks_of(self.request.user))  # an old row's context may be too deep
         if self.action == "retrieve":
             return queryset.prefetch_related("deliveries")
         return queryset

@@ -44,3 +44,13 @@ def preview_json(text: str | None, limit: int = PREVIEW_CHARS) -> str:
     if len(shown) <= limit:
         return shown
     return f"{shown[:limit]}… (+{len(shown) - limit} characters)"
+
+
+def read_stored(text: str | None) -> object:
+    """Stored JSON text decoded when it is shallow enough to decode safely (any length), else None."""
+    if not text or text_depth(text) > PREVIEW_PARSE_DEPTH:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

@@ -11,6 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from tasks.display import read_stored
 from tasks.exceptions import ReservationError
 from tasks.mail import available_templates
 from tasks.models import Delivery, Task
@@ -47,6 +48,19 @@ class RecipientLabelField(serializers.Field):
         return label_of(value)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}, "nullable": True})
+class StoredContextField(serializers.Field):
+    """The task's context. Read from its stored text where the selector gives it (``context_text``), so a row
+    stored before the input limits, too deep to decode safely, is ``null`` instead of an error."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, value: Any) -> Any:
+        text = getattr(value, "context_text", None)
+        return value.context if text is None else read_stored(text)
+
+
 class ClosedSerializer(serializers.Serializer):
     """An input serializer that refuses fields it does not know, naming each, instead of dropping them."""
 
@@ -78,7 +92,7 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
 
 class TaskOutputSerializer(serializers.ModelSerializer):
     recipients = serializers.ListField(child=RecipientLabelField(), read_only=True)
-    context = serializers.DictField(read_only=True)  # type: ignore[assignment]  # a field, not .context
+    context = StoredContextField()  # type: ignore[assignment]  # a field, not .context
 
     class Meta:
         model = Task

@@ -1,5 +1,7 @@
 """Rows stored before the input limits (a context far too deep, too big, not an object) still show on every page."""
 
+import json
+
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -70,3 +72,21 @@ def test_preview_is_bounded_and_pretty_when_it_can_be():
     assert len(preview_json('"' + "x" * 100_000 + '"')) < 2100
     assert preview_json("") == "" and preview_json(None) == ""
     assert text_depth('{"a": "[[[{{{", "b": [1, [2]]}') == 3
+
+
+@pytest.mark.parametrize("text", ODD_CONTEXTS.values(), ids=ODD_CONTEXTS.keys())
+def test_the_api_lists_and_shows_an_odd_stored_context(user, text):
+    from tests.tasks.test_api import client_for
+
+    task = stored(user, text)
+    api = client_for(user)
+    listed = api.get("/api/tasks/")
+    assert listed.status_code == 200
+    shown = api.get(f"/api/tasks/{task.pk}/")
+    assert shown.status_code == 200
+    body = shown.json()
+    assert body["recipients"] == ["a@example.com", '"Bob, Jr." <b@example.com>']
+    if text.startswith(('{"a":{', "[[[")):
+        assert body["context"] is None  # too deep to decode safely
+    else:
+        assert body["context"] == json.loads(text)
