@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from notifications.api import NotificationPollView
-from reservemail.api import TokenLoginView, not_found
+from reservemail.api import OfflineRedocView, TokenLoginView, not_found
 from tasks.api import TaskViewSet
 
 
@@ -21,7 +21,7 @@ def api_urlpatterns() -> list[URLPattern | URLResolver]:
         path("auth/", include("rest_framework.urls")),
         path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
         path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-        path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+        path("redoc/", OfflineRedocView.as_view(url_name="api-schema"), name="api-redoc"),
         path("", include(router.urls)),
         re_path(r"^(?P<rest>.*)$", not_found),
     ]

@@ -257,6 +257,9 @@ SPECTACULAR_SETTINGS.update(
         "SWAGGER_UI_DIST": "SIDECAR",  # served from our static files: the docs work offline
         "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
         "REDOC_DIST": "SIDECAR",
+        # Swagger UI's validator badge (an image from the validator's site, for any host but localhost) is drawn
+        # by the standalone layout only, not by drf-spectacular's BaseLayout; off in case the layout changes.
+        "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
         "COMPONENT_SPLIT_REQUEST": True,
         "ENUM_NAME_OVERRIDES": {
             "TaskStatusEnum": "tasks.models.Task.Status",

@@ -90,3 +90,17 @@ def test_docs_page_is_served_with_local_assets():
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
     assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
     assert APIClient().get("/api/redoc/").status_code == 200
+
+
+def test_redoc_page_uses_local_assets_and_forbids_other_hosts():
+    response = APIClient().get("/api/redoc/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "/static/drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js" in html
+    assert "/static/js/redoc_init.js" in html and finders.find("js/redoc_init.js")
+    assert 'data-spec-url="/api/schema/"' in html
+    assert "fonts.googleapis.com" not in html and "https://" not in html
+    policy = dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";"))
+    assert policy["default-src"] == "'self'"
+    assert policy["script-src"] == "'self'"
+    assert policy["img-src"] == "'self' data:"
