@@ -17,6 +17,8 @@ def parse_since(raw: str | None) -> float:
     """
     if raw is None:
         return 0.0
+    if raw == "":
+        raise ValueError(_("This field may not be blank."))  # as the API's query serializers answer
     message = _("since must be a number of seconds since the epoch, 0 or more.")
     if len(raw) > MAX_SINCE_LENGTH:
         raise ValueError(message)
