@@ -60,3 +60,71 @@ def test_api_conforms_to_its_schema_and_never_errors(case, fuzz_token):
         headers={"Authorization": f"Token {fuzz_token}"}, excluded_checks=[positive_data_acceptance]
     )
     assert response.status_code < 500, response.text
+
+
+# --- deeply nested and non-finite bodies, for every operation that takes one -----------------------
+# Hypothesis seldom builds JSON more than a few levels deep, and never NaN (not JSON) or 1e400 (a
+# JSON number that overflows): these are the inputs that once ended in RecursionError or
+# IntegrityError. Every write operation of the schema gets each of them, as the whole body and as
+# the value of each of its fields; the answer must be a 4xx with a JSON body.
+
+DEPTHS = [33, 1000, 100_000]
+ODD_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"]
+
+
+def _deep(depth, kind):
+    return '{"a":' * depth + "1" + "}" * depth if kind == "object" else "[" * depth + "]" * depth
+
+
+def _write_operations():
+    """(path, method, field names of its JSON body) for every write operation of the schema (cancel has none)."""
+    raw = schema.raw_schema
+    found = []
+    for path, item in raw["paths"].items():
+        for method, operation in item.items():
+            if method not in ("post", "patch", "put"):
+                continue
+            content = operation.get("requestBody", {}).get("content", {}).get("application/json", {"schema": {}})
+            ref = content["schema"].get("$ref", "")
+            component = raw["components"]["schemas"].get(ref.rsplit("/", 1)[-1], {})
+            found.append((path, method, sorted(component.get("properties", {}))))
+    return found
+
+
+WRITE_OPERATIONS = _write_operations()
+
+
+def _bodies(fields):
+    """(body, must it be refused): a finite 1e400 is still JSON, which an operation without a body ignores."""
+    for depth in DEPTHS:
+        for kind in ("object", "array"):
+            yield _deep(depth, kind), True
+            for field in fields:
+                yield f'{{"{field}": {_deep(depth, kind)}}}', True
+    for number in ODD_NUMBERS:
+        yield f'{{"n": {number}}}', bool(fields) or not number[-1].isdigit()  # NaN, Infinity: not JSON
+        for field in fields:
+            yield f'{{"{field}": {number}}}', True
+            yield f'{{"{field}": {{"n": {number}}}}}', True
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "fields"), WRITE_OPERATIONS, ids=[f"{m} {p}" for p, m, _ in WRITE_OPERATIONS]
+)
+def test_deep_and_non_finite_bodies_are_refused_never_a_5xx(path, method, fields, fuzz_token):
+    from django.test import Client
+
+    from tasks.models import Task
+
+    task_id = Task.objects.order_by("pk").values_list("pk", flat=True).first()
+    url = path.replace("{id}", str(task_id))
+    client = Client(HTTP_AUTHORIZATION=f"Token {fuzz_token}")
+    before = Task.objects.count()
+    for number, (body, refused) in enumerate(_bodies(fields)):
+        # With an Idempotency-Key the body is read even where the operation takes none (the fingerprint).
+        headers = {"HTTP_IDEMPOTENCY_KEY": f"deep-{number}"} if method == "post" else {}
+        response = getattr(client, method)(url, body, content_type="application/json", **headers)
+        assert response.status_code < 500, (body[:80], response.status_code, response.content[:300])
+        assert response.status_code >= 400 or not refused, (body[:80], response.status_code)
+        assert response["Content-Type"].startswith("application/json"), body[:80]
+    assert Task.objects.count() == before, "nothing was created"
