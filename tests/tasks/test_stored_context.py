@@ -90,3 +90,22 @@ def test_the_api_lists_and_shows_an_odd_stored_context(user, text):
         assert body["context"] is None  # too deep to decode safely
     else:
         assert body["context"] == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ODD_CONTEXTS.values(), ids=ODD_CONTEXTS.keys())
+def test_the_csv_export_writes_an_odd_stored_context(user, text):
+    import csv
+    import io
+
+    from tasks.export import write_tasks_csv
+
+    stored(user, text)
+    out = io.StringIO()
+    assert write_tasks_csv(owner=user, out=out) == 1
+    limit = csv.field_size_limit(1_000_000)  # the reader's default is 128 KB; the "big" row is 300 KB
+    try:
+        [header, row] = list(csv.reader(io.StringIO(out.getvalue())))
+    finally:
+        csv.field_size_limit(limit)
+    shown = row[header.index("context")]
+    assert shown == (text if text_depth(text) > 16 else json.dumps(json.loads(text), ensure_ascii=False))
