@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from tasks.exceptions import ReservationError
 from tasks.mail import available_templates, template_variables
-from tasks.validation import aware_in_zone
+from tasks.validation import CONTEXT_MAX_DEPTH, aware_in_zone
 
 CONTEXT_PREFIX = "ctx_"
 # Labels of the context names our templates use; any other name is shown as written.
@@ -114,7 +114,10 @@ class MailForm(forms.Form):
         try:
             value = json.loads(raw)
         except RecursionError:  # nested deeper than the parser's stack allows; the limit is far lower anyway
-            raise forms.ValidationError(_("The context nests too deeply to read.")) from None
+            raise forms.ValidationError(
+                _("The context nests too deeply: at most %(depth)d levels of objects and lists.")
+                % {"depth": CONTEXT_MAX_DEPTH}
+            ) from None
         except ValueError:  # malformed, or an integer too long to read
             raise forms.ValidationError(_('Enter a JSON object, e.g. {"name": "Alice"}.')) from None
         if not isinstance(value, dict):
