@@ -14,6 +14,7 @@ import pytest
 from axes.models import AccessAttempt
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -198,6 +199,27 @@ def test_lockout_seconds_counts_from_the_failure_that_reached_the_limit(rf, user
     request = rf.post("/api/auth/token/", REMOTE_ADDR=ELSEWHERE)
     assert 15 * 60 - 5 <= lockout_seconds(request, {"username": "alice"}) <= 15 * 60
     assert lockout_seconds(rf.post("/", REMOTE_ADDR=ELSEWHERE), {"username": "bob"}) == 0
+
+
+def test_lockout_seconds_waits_for_the_row_that_reached_the_limit(rf):
+    # One row per (account, address, user agent): 2 failures 10 minutes ago from one address, 1 failure a minute
+    # ago from another. The account is locked (3); it lifts when the older row expires (then 1 < 3), 5 minutes on.
+    now = timezone.now()
+    for address, failures, minutes_ago in ((ATTACKER, 2, 10), (ELSEWHERE, 1, 1)):
+        row = AccessAttempt.objects.create(
+            username="alice",
+            ip_address=address,
+            user_agent="probe",
+            failures_since_start=failures,
+            get_data="",
+            post_data="",
+            http_accept="*/*",
+            path_info="/api/auth/token/",
+        )
+        # attempt_time is auto_now_add: set it afterwards.
+        AccessAttempt.objects.filter(pk=row.pk).update(attempt_time=now - timedelta(minutes=minutes_ago))
+    seconds = lockout_seconds(rf.post("/api/auth/token/", REMOTE_ADDR="192.0.2.1"), {"username": "alice"})
+    assert 5 * 60 - 5 <= seconds <= 5 * 60
 
 
 @pytest.mark.parametrize(
