@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.procs import Sink
+from bench.procs import Postgres, Sink
 from bench.stats import MailRow
 from tests.harness import ROOT, RedisServer
 
@@ -40,6 +40,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip", default="", help="comma list of scenarios to leave out")
     parser.add_argument("--json", type=Path, default=None, help="where to write the JSON (default var/bench/)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database) afterwards")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the database the workers and the mail scenarios use (postgres: a throw-away cluster, as in production)",
+    )
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of the ceiling, burst, reserve, big (max 2) rows; best shown"
     )
@@ -133,6 +139,11 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     service_rows: list[svc.ServiceRow] = []
     try:
         env = bench_env(tmp, redis.url, sink.port, args.big)
+        if args.database == "postgres":
+            pg = Postgres(tmp / "pg-main").start()
+            procs_to_stop.append(pg)
+            env.update({"DATABASE_URL": pg.url, "DB_CONN_MAX_AGE": "60"})
+        info["database"] = args.database
         sink.start(env)
         svc.migrate(env)
         os.environ.update(env)

@@ -8,7 +8,8 @@ import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import lru_cache, partial
 from typing import Any
 
 from django.conf import settings
@@ -16,12 +17,23 @@ from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.mail.message import EmailMessage, sanitize_address
+from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
 IDLE_SECONDS = 10.0  # servers drop idle clients; reopen rather than risk a stale socket
 
 Settle = Callable[[Any, BaseException | None], None]
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A message encoded for SMTP: envelope sender, recipients and the DATA bytes."""
+
+    message: EmailMessage
+    sender: str
+    recipients: list[str]
+    data: bytes
 
 
 class MailSession:
@@ -43,22 +55,44 @@ class MailSession:
             self.close()
         return self._backend or self._open()
 
-    def prepare(self, message: EmailMessage) -> tuple[Callable[[], BaseException | None], bool]:
-        """Return a call that sends ``message`` (returning the error, if any) and whether it may run in a thread.
+    def encode(self, message: EmailMessage) -> EmailMessage | Envelope:
+        """The message as it goes on the wire, for SMTP (other backends take the message itself).
 
-        For SMTP the message is encoded here, in the caller's thread, and the call does only the
-        wire work (smtplib's sendmail, as Django's backend does it), which waits on the server
-        with the GIL released. Other backends (file, locmem, console) send in the caller's thread.
-        Opening a connection that fails raises here. MAIL_SEND_OVERLAP=0 keeps SMTP in the caller's thread too.
+        Done before the previous message's reply is awaited, so the encoding overlaps the wire
+        too. A message that cannot be encoded is returned as it is; prepare() raises its error.
+        """
+        if not _smtp_configured():
+            return message
+        encoding = message.encoding or settings.DEFAULT_CHARSET
+        try:
+            return Envelope(
+                message=message,
+                sender=_sender(message.from_email, encoding),
+                recipients=[_sanitize(address, encoding) for address in message.recipients()],
+                data=encode(message),
+            )
+        except Exception:  # noqa: BLE001 - prepare() encodes again and reports the error as the send's
+            return message
+
+    def prepare(self, item: EmailMessage | Envelope) -> tuple[Callable[[], BaseException | None], bool]:
+        """Return a call that sends ``item`` (returning the error, if any) and whether it may run in a thread.
+
+        For SMTP the message is encoded in the caller's thread (see encode()), and the call does
+        only the wire work (smtplib's sendmail, as Django's backend does it), which waits on the
+        server with the GIL released. Other backends (file, locmem, console) send in the caller's
+        thread. Opening a connection that fails raises here. MAIL_SEND_OVERLAP=0 keeps SMTP in the
+        caller's thread too.
         """
         backend = self.backend()
         if isinstance(backend, SmtpBackend) and backend.connection is not None:
-            encoding = message.encoding or settings.DEFAULT_CHARSET
-            sender = _sender(message.from_email, encoding)
-            recipients = [_sanitize(address, encoding) for address in message.recipients()]
-            data = encode(message)
+            envelope = item if isinstance(item, Envelope) else self.encode(item)
+            if not isinstance(envelope, Envelope):
+                encode(envelope)  # raises the encoding error for this recipient
+                raise RuntimeError("the message could not be encoded")
             wire = backend.connection
-            return _capture(lambda: wire.sendmail(sender, recipients, data)), settings.MAIL_SEND_OVERLAP
+            send = partial(wire.sendmail, envelope.sender, envelope.recipients, envelope.data)
+            return _capture(send), settings.MAIL_SEND_OVERLAP
+        message = item.message if isinstance(item, Envelope) else item
         return _capture(lambda: _deliver(backend, message)), False
 
     def sent(self, error: BaseException | None) -> None:
@@ -92,6 +126,16 @@ class MailSession:
 
     def __exit__(self, *exc: Any) -> None:
         self.end_job()
+
+
+@lru_cache(maxsize=4)
+def _smtp_backend_class(path: str) -> bool:
+    return issubclass(import_string(path), SmtpBackend)
+
+
+def _smtp_configured() -> bool:
+    """Whether the configured backend speaks SMTP (asked without touching a connection in use)."""
+    return _smtp_backend_class(settings.EMAIL_BACKEND)
 
 
 def encode(message: EmailMessage) -> bytes:
@@ -160,7 +204,11 @@ class Outbox:
         self._settle = settle
         self._inflight: tuple[Any, Future[BaseException | None]] | None = None
 
-    def start(self, key: Any, message: EmailMessage) -> None:
+    def encode(self, message: EmailMessage) -> EmailMessage | Envelope:
+        """Encode ``message`` for the wire now, while the previous one may still be on it."""
+        return self._session.encode(message)
+
+    def start(self, key: Any, message: EmailMessage | Envelope) -> None:
         """Settle the message on the wire, then put ``message`` there (or send it here, off SMTP)."""
         self.flush()
         try:

@@ -85,10 +85,11 @@ class SliceSender:
                 if self.beat.ready():
                     self._beat()
                 message = self._render(work, task)
+                wire = outbox.encode(message) if message is not None else None
                 outbox.flush()
-                if message is None or not self._advance(work, task):
+                if wire is None or not self._advance(work, task):
                     continue
-                outbox.start(work, message)
+                outbox.start(work, wire)
         self._advance(None, None)
         return self.result
 

@@ -46,7 +46,7 @@ def schedule(*, task_id: int, due: datetime, queue_name: str = SCHEDULER_QUEUE, 
     """Schedule the task's job to be released at ``release_time(due)``; never a second job.
 
     ``retries_used`` shortens the job's retry policy, for a task handed back after attempts made
-    outside its own job (a batch).
+    outside its own job (in a slice another job claimed).
     """
     queue = _queue(queue_name)
     try:
@@ -149,7 +149,7 @@ def cancel(*, task_id: int) -> None:
 
 
 def discard_jobs(*, task_ids: list[int], queue_name: str) -> int:
-    """Remove the waiting jobs of tasks that another job has claimed and is sending (a batch).
+    """Remove the waiting jobs of tasks that another job has claimed and is sending (in its slices).
 
     Only a job still waiting (in the queue or the scheduled registry) is removed, atomically per
     job, so one that already started is left to find its task RUNNING and do nothing. Saves the
