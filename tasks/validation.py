@@ -185,7 +185,7 @@ def clean_address(address: str) -> str:
             field="recipients",
         )
     try:
-        wire_domain = domain.encode("idna").decode("ascii")
+        wire_domain = domain if domain.isascii() else domain.encode("idna").decode("ascii")
     except UnicodeError:
         raise _invalid_address(address) from None
     if len(local) + 1 + len(wire_domain) > MAX_ADDRESS_LENGTH:
@@ -219,8 +219,14 @@ def clean_name(name: str) -> str:
     return name
 
 
+# A bare ASCII address with no name, quotes, spaces or controls: it needs only clean_address.
+_PLAIN_ADDRESS = re.compile(r"[!#-'*+\-./0-9=?A-Z^-~]+@[-.0-9A-Za-z]+")
+
+
 def clean_recipient(raw: object) -> Recipient:
     """One recipient as a door sends it: ``a@b.c``, ``Name <a@b.c>``, ``"Name, Jr." <a@b.c>`` or a stored object."""
+    if isinstance(raw, str) and _PLAIN_ADDRESS.fullmatch(raw):  # most entries: skip the splitting and its checks
+        return Recipient(address=clean_address(raw))
     if isinstance(raw, str):
         char = _control_at(raw.strip())
         if char:  # checked before splitting, which strips the name and the address
