@@ -223,3 +223,21 @@ def test_context_at_the_limits_is_accepted(api, django_capture_on_commit_callbac
         response = api.post("/api/tasks/", {**SEND, "context": context}, format="json")
     assert response.status_code == 201, response.content
     assert Task.objects.get().context == context
+
+
+def test_named_and_idn_recipients_over_real_smtp(api, smtp, django_capture_on_commit_callbacks):
+    """Through the SMTP backend to the sink: bare ASCII envelope addresses, names encoded in To:, punycode."""
+    recipients = ['"Name, Jr." <a@example.com>', "밥 <bob@example.com>", "Bob <bob@bücher.example>"]
+    body = {**SEND, "recipients": recipients, "context": {"name": "Tom & Jerry"}}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.post("/api/tasks/", body, format="json").status_code == 201
+    sent_messages()
+    received = sorted(smtp.received, key=lambda r: r.rcpt_tos)
+    assert [r.rcpt_tos for r in received] == [["a@example.com"], ["bob@example.com"], ["bob@xn--bcher-kva.example"]]
+    assert [r.message["To"] for r in received] == [
+        '"Name, Jr." <a@example.com>',
+        "=?utf-8?b?67Cl?= <bob@example.com>",
+        "Bob <bob@xn--bcher-kva.example>",
+    ]
+    assert all(r.message["Subject"] == "Welcome to reservemail, Tom & Jerry" for r in received)
+    assert Task.objects.get().status == "finished"
