@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.utils import timezone, translation
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -12,6 +11,7 @@ from rest_framework.views import APIView
 
 from notifications.query import parse_since
 from notifications.selectors import poll_items
+from reservemail.api_schema import FieldErrorsSerializer, api_responses
 from reservemail.authentication import API_AUTHENTICATION
 from reservemail.http import signed_in
 from tasks.serializers import QuerySerializer
@@ -43,11 +43,6 @@ class NotificationItemSerializer(serializers.Serializer):
     timestamp = serializers.FloatField()
 
 
-class NotificationErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    code = serializers.CharField()
-
-
 class NotificationPollView(APIView):
     """The signed-in user's notifications changed after ``since``, time remaining computed now."""
 
@@ -55,34 +50,47 @@ class NotificationPollView(APIView):
 
     @extend_schema(
         summary="Notifications changed since a timestamp",
-        parameters=[NotificationPollQuerySerializer],
-        responses={
-            200: NotificationItemSerializer(many=True),
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description="`since` is not a number >= 0."),
-            401: NotificationErrorSerializer,
-        },
+        **api_responses(
+            {200: NotificationItemSerializer(many=True)},
+            errors=[400, 401],
+            server_time=True,
+            parameters=[NotificationPollQuerySerializer],
+            overrides={
+                400: OpenApiResponse(
+                    FieldErrorsSerializer,
+                    description="`since` is not a number >= 0.",
+                    examples=[
+                        OpenApiExample(
+                            "Bad since",
+                            response_only=True,
+                            value={"since": ["A valid number is required."]},
+                        )
+                    ],
+                )
+            },
+        ),
         examples=[
             OpenApiExample(
                 "Reservation counting down",
                 response_only=True,
-                value=[
-                    {
-                        "name": "task_reserve",
-                        "data": [
-                            {
-                                "task_id": 42,
-                                "status": "reserved",
-                                "description": "June newsletter",
-                                "progress": 0,
-                                "failed": False,
-                                "reserved_at": "2026-06-01T09:00:00+09:00",
-                                "remaining_seconds": 3720,
-                                "remaining_text": "1h 2m left",
-                            }
-                        ],
-                        "timestamp": 1779944591.402113,
-                    }
-                ],
+                status_codes=["200"],
+                # One item: drf-spectacular shows the example of a list response as a list of it.
+                value={
+                    "name": "task_reserve",
+                    "data": [
+                        {
+                            "task_id": 42,
+                            "status": "reserved",
+                            "description": "June newsletter",
+                            "progress": 0,
+                            "failed": False,
+                            "reserved_at": "2026-06-01T09:00:00+09:00",
+                            "remaining_seconds": 3720,
+                            "remaining_text": "1h 2m left",
+                        }
+                    ],
+                    "timestamp": 1779944591.402113,
+                },
             )
         ],
     )

@@ -10,8 +10,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularRedocView
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
@@ -23,6 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from reservemail.api_schema import FieldErrorsSerializer, api_responses
 from reservemail.exceptions import ReservemailError
 from reservemail.parsers import SafeJSONParser
 from reservemail.signin import SigninLockedError, lockout_seconds
@@ -63,15 +63,6 @@ class TokenLoginInputSerializer(AuthTokenSerializer):
     )
 
 
-RETRY_AFTER = OpenApiParameter(
-    name="Retry-After",
-    type=int,
-    location=OpenApiParameter.HEADER,
-    response=[429],
-    description="Seconds until the sign-in lock lifts.",
-)
-
-
 class TokenLoginView(ObtainAuthToken):
     """POST username and password as JSON, get the user's API token (created on first use).
 
@@ -93,26 +84,37 @@ class TokenLoginView(ObtainAuthToken):
         ),
         auth=[],
         request={"application/json": TokenLoginInputSerializer},
-        parameters=[RETRY_AFTER],
-        responses={
-            200: inline_serializer("TokenOutput", {"token": serializers.CharField()}),
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description="Missing fields or wrong credentials."),
-            415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
-            429: OpenApiResponse(
-                ErrorSerializer,
-                description="Too many failed sign-ins for this account or from this address; see `Retry-After`.",
-                examples=[
-                    OpenApiExample(
-                        "Locked",
-                        value={
-                            "detail": "Too many failed sign-ins. Try again in 15 minutes.",
-                            "code": "signin_locked",
-                        },
-                        response_only=True,
-                    )
-                ],
-            ),
-        },
+        **api_responses(
+            {200: inline_serializer("TokenOutput", {"token": serializers.CharField()})},
+            errors=[400, 415, 429],
+            overrides={
+                400: OpenApiResponse(
+                    FieldErrorsSerializer,
+                    description="Missing fields or wrong credentials.",
+                    examples=[
+                        OpenApiExample(
+                            "Wrong credentials",
+                            value={"non_field_errors": ["Unable to log in with provided credentials."]},
+                            response_only=True,
+                        )
+                    ],
+                ),
+                429: OpenApiResponse(
+                    ErrorSerializer,
+                    description="Too many failed sign-ins for this account or from this address; see `Retry-After`.",
+                    examples=[
+                        OpenApiExample(
+                            "Locked",
+                            value={
+                                "detail": "Too many failed sign-ins. Try again in 15 minutes.",
+                                "code": "signin_locked",
+                            },
+                            response_only=True,
+                        )
+                    ],
+                ),
+            },
+        ),
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)

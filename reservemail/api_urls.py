@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from notifications.api import NotificationPollView
 from reservemail.api import OfflineRedocView, TokenLoginView, not_found
+from reservemail.api_schema import EnglishSchemaView
 from tasks.api import TaskViewSet
 
 
@@ -19,7 +20,7 @@ def api_urlpatterns() -> list[URLPattern | URLResolver]:
         path("notifications/", NotificationPollView.as_view(), name="api-notifications"),
         path("auth/token/", TokenLoginView.as_view(), name="api-token"),
         path("auth/", include("rest_framework.urls")),
-        path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+        path("schema/", EnglishSchemaView.as_view(), name="api-schema"),
         path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
         path("redoc/", OfflineRedocView.as_view(url_name="api-schema"), name="api-redoc"),
         path("", include(router.urls)),

@@ -11,7 +11,6 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import QueryDict
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -21,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
+from reservemail.api_schema import api_responses
 from reservemail.authentication import API_AUTHENTICATION
 from reservemail.http import signed_in
 from reservemail.parsers import SafeJSONParser
@@ -108,23 +108,20 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     "response (header Idempotent-Replayed: true) and changes nothing. The same key with a different "
     "request is refused with 422.",
 )
-ERROR = OpenApiResponse(ErrorSerializer, description="`detail` says why, `code` is stable.")
-FIELD_ERRORS = OpenApiResponse(
-    OpenApiTypes.OBJECT,
-    description="Invalid input: field errors in DRF's shape (`{field: [messages]}`), plus `detail` and `code` "
-    "when the service refused the value.",
+CANCEL_BAD_KEY = OpenApiResponse(
+    ErrorSerializer,
+    description="The Idempotency-Key header is empty, too long or not visible ASCII.",
     examples=[
         OpenApiExample(
-            "Too soon",
+            "Bad key",
+            response_only=True,
             value={
-                "detail": "The reservation time must be at least 60 seconds in the future.",
-                "code": "invalid",
-                "scheduled_at": ["The reservation time must be at least 60 seconds in the future."],
+                "detail": "The Idempotency-Key header must be 1 to 255 visible ASCII characters.",
+                "code": "invalid_idempotency_key",
             },
         )
     ],
 )
-COMMON = {401: ERROR, 404: ERROR}
 TASK_EXAMPLE = {
     "id": 42,
     "description": "June newsletter",
@@ -146,12 +143,13 @@ TASK_EXAMPLE = {
 @extend_schema_view(
     list=extend_schema(
         summary="List your tasks, newest first",
-        parameters=[TaskListQuerySerializer],
-        responses={200: TaskOutputSerializer(many=True), 400: FIELD_ERRORS, 401: ERROR, 404: ERROR},
+        **api_responses(
+            {200: TaskOutputSerializer(many=True)}, errors=[400, 401, 404], parameters=[TaskListQuerySerializer]
+        ),
     ),
     retrieve=extend_schema(
         summary="One of your tasks, with its log and per-recipient outcomes",
-        responses={200: TaskDetailOutputSerializer, **COMMON},
+        **api_responses({200: TaskDetailOutputSerializer}, errors=[401, 404]),
     ),
 )
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -191,8 +189,12 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "reserved for that time (status `reserved`). Past API_DAILY_SEND_QUOTA sends in 24 hours the answer is "
         "429 with code `daily_quota_exceeded` and Retry-After; past API_CREATE_RATE it is 429 `throttled`.",
         request=TaskCreateInputSerializer,
-        parameters=[IDEMPOTENCY_HEADER],
-        responses={201: TaskOutputSerializer, 400: FIELD_ERRORS, 401: ERROR, 422: ERROR, 429: ERROR, 503: ERROR},
+        **api_responses(
+            {201: TaskOutputSerializer},
+            errors=[400, 401, 403, 415, 422, 429, 503],
+            idempotent=True,
+            parameters=[IDEMPOTENCY_HEADER],
+        ),
         examples=[
             OpenApiExample(
                 "Send now",
@@ -231,7 +233,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         summary="Reschedule a reservation",
         description="Only `scheduled_at` can change, and only while the task is `reserved` (else 409).",
         request=TaskRescheduleInputSerializer,
-        responses={200: TaskOutputSerializer, 400: FIELD_ERRORS, 409: ERROR, **COMMON},
+        **api_responses({200: TaskOutputSerializer}, errors=[400, 401, 403, 404, 409, 415]),
         examples=[
             OpenApiExample("Move", request_only=True, value={"scheduled_at": "2026-06-02T09:00:00+09:00"}),
             OpenApiExample(
@@ -264,8 +266,13 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "how many already were (`stopped: 3 of 10 sent`). 409 when every recipient was already sent "
         "(`task_already_sent`) or the task already ended, a second cancel included (`task_canceled`).",
         request=None,
-        parameters=[IDEMPOTENCY_HEADER],
-        responses={200: TaskCancelOutputSerializer, 400: ERROR, 409: ERROR, 422: ERROR, **COMMON},
+        **api_responses(
+            {200: TaskCancelOutputSerializer},
+            errors=[400, 401, 403, 404, 409, 415, 422],
+            idempotent=True,
+            overrides={400: CANCEL_BAD_KEY},
+            parameters=[IDEMPOTENCY_HEADER],
+        ),
         examples=[
             OpenApiExample(
                 "Canceled",

@@ -188,6 +188,8 @@ class TaskCreateInputSerializer(ClosedSerializer):
 
 
 class TaskRescheduleInputSerializer(serializers.Serializer):
+    """The PATCH body: the reservation's new time, required."""
+
     scheduled_at = LocalDateTimeField(
         help_text=_("The new time, ISO 8601; a value without an offset is read in the user's time zone.")
     )
@@ -199,3 +201,13 @@ class TaskRescheduleInputSerializer(serializers.Serializer):
                 {name: [_("Only scheduled_at can be changed.")] for name in unknown}, code="read_only"
             )
         return attrs
+
+    # Never partial, though it is a PATCH body: drf-spectacular sets ``partial`` for PATCH and would then make
+    # every field optional in the schema (a ``Patched...`` component) while the server requires scheduled_at.
+    @property
+    def partial(self) -> bool:
+        return False
+
+    @partial.setter
+    def partial(self, value: bool) -> None:
+        pass

@@ -104,3 +104,141 @@ def test_redoc_page_uses_local_assets_and_forbids_other_hosts():
     assert policy["default-src"] == "'self'"
     assert policy["script-src"] == "'self'"
     assert policy["img-src"] == "'self' data:"
+
+
+# What each operation can answer besides its success, and the headers it sets (issue 14).
+ERRORS = {
+    ("/api/auth/token/", "post"): {"400", "415", "429"},
+    ("/api/notifications/", "get"): {"400", "401"},
+    ("/api/tasks/", "get"): {"400", "401", "404"},
+    ("/api/tasks/", "post"): {"400", "401", "403", "415", "422", "429", "503"},
+    ("/api/tasks/{id}/", "get"): {"401", "404"},
+    ("/api/tasks/{id}/", "patch"): {"400", "401", "403", "404", "409", "415"},
+    ("/api/tasks/{id}/cancel/", "post"): {"400", "401", "403", "404", "409", "415", "422"},
+}
+SUCCESS_HEADERS = {
+    ("/api/notifications/", "get"): {"X-Server-Time"},
+    ("/api/tasks/", "post"): {"Idempotent-Replayed"},
+    ("/api/tasks/{id}/cancel/", "post"): {"Idempotent-Replayed"},
+}
+
+
+def resolve(schema, node):
+    while "$ref" in node:
+        node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def test_every_operation_documents_its_errors_with_bodies_and_headers(schema):
+    assert set(ERRORS) == OPERATIONS
+    for (path, method), errors in ERRORS.items():
+        responses = schema["paths"][path][method]["responses"]
+        success = {code for code in responses if code.startswith("2")}
+        assert set(responses) - success == errors, (path, method)
+        for code in errors:
+            body = resolve(schema, responses[code]["content"]["application/json"]["schema"])
+            assert {"detail", "code"} <= set(body["properties"]), (path, method, code)
+            assert responses[code]["description"], (path, method, code)
+        for code, response in responses.items():
+            headers = set(response.get("headers", {}))
+            expected = set()
+            if code == "401":
+                expected = {"WWW-Authenticate"}
+            elif code == "429":
+                expected = {"Retry-After"}
+            elif code in success:
+                expected = SUCCESS_HEADERS.get((path, method), set())
+            assert headers == expected, (path, method, code)
+        if "403" in errors:
+            assert "CSRF" in responses["403"]["description"]
+
+
+def test_patch_body_requires_what_the_server_requires(schema, user):
+    body = schema["paths"]["/api/tasks/{id}/"]["patch"]["requestBody"]
+    assert body["required"] is True
+    component = resolve(schema, body["content"]["application/json"]["schema"])
+    assert component["required"] == ["scheduled_at"]
+    assert not any(name.startswith("Patched") for name in schema["components"]["schemas"])
+
+    from tasks.models import Task
+
+    task = Task.objects.create(owner=user, template="welcome", recipients=["a@example.com"], description="x")
+    client = APIClient()
+    client.force_authenticate(user)
+    response = client.patch(f"/api/tasks/{task.pk}/", {}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"scheduled_at": ["This field is required."]}
+
+
+def openapi_to_json_schema(node):
+    """OpenAPI 3.0 schema objects as JSON Schema: ``nullable: true`` becomes "or null"."""
+    if isinstance(node, list):
+        return [openapi_to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: openapi_to_json_schema(value) for key, value in node.items() if key != "nullable"}
+    if "$ref" in out:
+        out["$ref"] = out["$ref"].replace("#/components/schemas/", "#/$defs/")
+    if node.get("nullable"):
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+def examples_of(schema):
+    """(where, example value, media-type schema) for every example in the document."""
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            bodies = [("request", operation.get("requestBody", {}))]
+            bodies += [(f"response {code}", response) for code, response in operation["responses"].items()]
+            for where, body in bodies:
+                for media in body.get("content", {}).values():
+                    for name, example in media.get("examples", {}).items():
+                        yield f"{method} {path} {where} {name}", example["value"], media["schema"]
+
+
+def test_every_example_validates_against_its_own_schema(schema):
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    definitions = openapi_to_json_schema(schema["components"]["schemas"])
+    found = list(examples_of(schema))
+    assert len(found) >= 20
+    failures = []
+    for where, value, media_schema in found:
+        validator = Draft202012Validator(
+            {**openapi_to_json_schema(media_schema), "$defs": definitions}, format_checker=FormatChecker()
+        )
+        failures += [f"{where}: {error.message}" for error in validator.iter_errors(value)]
+    assert failures == []
+
+
+def test_an_example_that_does_not_fit_its_schema_is_caught(schema):
+    from jsonschema import Draft202012Validator
+
+    definitions = openapi_to_json_schema(schema["components"]["schemas"])
+    media = schema["paths"]["/api/notifications/"]["get"]["responses"]["200"]["content"]["application/json"]
+    validator = Draft202012Validator({**openapi_to_json_schema(media["schema"]), "$defs": definitions})
+    (example,) = media["examples"].values()
+    assert validator.is_valid(example["value"])
+    assert not validator.is_valid([example["value"]])  # the list inside a list the schema once had
+
+
+HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+
+
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        ("/api/schema/?format=json", {}),
+        ("/api/schema/", {}),
+        ("/api/schema/?format=json", {"HTTP_ACCEPT_LANGUAGE": "ko-KR,ko;q=0.9"}),
+        ("/api/schema/?format=json&lang=ko", {}),
+    ],
+)
+def test_schema_is_english_under_the_korean_default(settings, url, headers):
+    settings.LANGUAGE_CODE = "ko"
+    response = APIClient().get(url, **headers)
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert HANGUL.findall(text) == []
+    assert "A unique integer value identifying this task." in text
+    assert "Only tasks in it." in text
