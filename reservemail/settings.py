@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "tasks",
     "notifications",
     "preferences",
+    "subscriptions",
 ]
 
 MIDDLEWARE = [
@@ -333,3 +334,11 @@ TASK_RETENTION_DAYS = env_int("TASK_RETENTION_DAYS", 90)  # purge_tasks default
 CACHE_URL = os.environ.get("CACHE_URL", "")
 if CACHE_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+
+# --- Bulk mail: unsubscribe links (issue 13) ----------------------------------------------------
+# The site's public address, for absolute links in mail (List-Unsubscribe and the unsubscribe link
+# of bulk templates: SITE_URL/u/<token>/). Set it to the https:// origin the web app is reached at.
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
+# A mailbox that takes unsubscribe requests by mail: when set, List-Unsubscribe also names
+# mailto:UNSUBSCRIBE_MAILTO?subject=unsubscribe <token>. Empty: the HTTPS link only.
+UNSUBSCRIBE_MAILTO = os.environ.get("UNSUBSCRIBE_MAILTO", "")

@@ -13,6 +13,9 @@ pytestmark = pytest.mark.django_db
 OPERATIONS = {
     ("/api/auth/token/", "post"),
     ("/api/notifications/", "get"),
+    ("/api/suppressions/", "get"),
+    ("/api/suppressions/", "post"),
+    ("/api/suppressions/{id}/", "get"),
     ("/api/tasks/", "get"),
     ("/api/tasks/", "post"),
     ("/api/tasks/{id}/", "get"),
@@ -110,6 +113,9 @@ def test_redoc_page_uses_local_assets_and_forbids_other_hosts():
 ERRORS = {
     ("/api/auth/token/", "post"): {"400", "415", "429"},
     ("/api/notifications/", "get"): {"400", "401"},
+    ("/api/suppressions/", "get"): {"401", "403", "404"},
+    ("/api/suppressions/", "post"): {"400", "401", "403", "415"},
+    ("/api/suppressions/{id}/", "get"): {"401", "403", "404"},
     ("/api/tasks/", "get"): {"400", "401", "404"},
     ("/api/tasks/", "post"): {"400", "401", "403", "415", "422", "429", "503"},
     ("/api/tasks/{id}/", "get"): {"401", "404"},

@@ -1,0 +1,68 @@
+"""Unsubscribe tokens: an address and a list, signed with Django's signing under a salt of their own.
+
+The token is the link's only credential, so it carries no expiry (and no timestamp: one address and list
+always get the same link): a link in a mail from last year still unsubscribes. It names the address and the
+list in clear (base64), and the HMAC over both (SECRET_KEY and this salt) makes it unguessable and
+unchangeable: another address or list needs another signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+
+SALT = "reservemail.subscriptions.unsubscribe"
+
+
+class BadToken(Exception):
+    """The token was not made here: tampered with, truncated, or signed for something else."""
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    """What a valid token names."""
+
+    address: str
+    list_name: str
+
+
+def make_token(*, address: str, list_name: str) -> str:
+    """Sign ``address`` (lower-cased) and ``list_name`` into a URL-safe token."""
+    return signing.Signer(salt=SALT).sign_object({"a": address.lower(), "l": list_name})
+
+
+def read_token(token: str) -> Unsubscribe:
+    """Return what ``token`` names; raise BadToken unless it is exactly one this module signed."""
+    try:
+        data = signing.Signer(salt=SALT).unsign_object(token)
+    except (signing.BadSignature, ValueError) as exc:  # ValueError: signed, but not JSON (cannot happen unforged)
+        raise BadToken(str(exc)) from exc
+    if not (isinstance(data, dict) and isinstance(data.get("a"), str) and isinstance(data.get("l"), str)):
+        raise BadToken("unexpected payload")
+    return Unsubscribe(address=data["a"], list_name=data["l"])
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where ``address`` unsubscribes from a list: the page (and one-click endpoint), and a mailbox if configured."""
+
+    url: str
+    mailto: str | None
+
+    def header(self) -> str:
+        """The List-Unsubscribe value: the HTTPS link first (RFC 8058 one-click uses it), then the mailto."""
+        return ", ".join(f"<{uri}>" for uri in (self.url, self.mailto) if uri)
+
+
+def unsubscribe_links(*, address: str, list_name: str) -> Links:
+    """The absolute link to /u/<token>/ under SITE_URL, and a ``mailto:`` with the token in its subject when
+    UNSUBSCRIBE_MAILTO is set."""
+    token = make_token(address=address, list_name=list_name)
+    url = settings.SITE_URL.rstrip("/") + reverse("subscriptions:unsubscribe", kwargs={"token": token})
+    mailbox = settings.UNSUBSCRIBE_MAILTO
+    mailto = f"mailto:{mailbox}?subject={quote('unsubscribe ' + token)}" if mailbox else None
+    return Links(url=url, mailto=mailto)
