@@ -220,10 +220,20 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+# TLS to the relay (STARTTLS with EMAIL_USE_TLS / smtp+tls://, implicit TLS with EMAIL_USE_SSL / smtps://):
+# EMAIL_SSL_CAFILE is a PEM bundle trusted in addition to the system's CAs (a relay with a private CA);
+# EMAIL_SSL_CERTFILE / EMAIL_SSL_KEYFILE a client certificate, for relays that ask for one (tasks.relay).
+EMAIL_SSL_CAFILE = os.environ.get("EMAIL_SSL_CAFILE", "")
+EMAIL_SSL_CERTFILE = os.environ.get("EMAIL_SSL_CERTFILE") or None
+EMAIL_SSL_KEYFILE = os.environ.get("EMAIL_SSL_KEYFILE") or None
+# A worker closes (QUIT) its relay connection after this many idle seconds, below the usual 300 s
+# server timeout, and checks (NOOP) a connection idle for more than EMAIL_NOOP_SECONDS before reusing it.
+EMAIL_IDLE_SECONDS = float(os.environ.get("EMAIL_IDLE_SECONDS", "60"))
+EMAIL_NOOP_SECONDS = float(os.environ.get("EMAIL_NOOP_SECONDS", "5"))
 EMAIL_FILE_PATH = Path(os.environ.get("EMAIL_FILE_PATH", VAR_DIR / "mail"))
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.filebased.EmailBackend",
+    "tasks.relay.RelayBackend" if EMAIL_HOST else "django.core.mail.backends.filebased.EmailBackend",
 )
 
 # --- REST framework -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Read-only health of the whole delivery path: database, Redis, workers, scheduler, overdue sends.
+"""Read-only health of the whole delivery path: database, Redis, workers, scheduler, the relay, overdue sends.
 
 Selector-like: it only reads (the database, and Redis through tasks.scheduler). Used by
 ``manage.py health``, the ``/healthz`` JSON view and the admin's warning banner.
@@ -58,20 +58,31 @@ def _redis() -> dict[str, Any]:
             "redis": {"ok": True, "maxmemory_policy": policy, "evicts_keys": policy not in (None, "noeviction")},
             "workers": scheduler.worker_counts(),
             "scheduler": scheduler.scheduler_status(),
+            "relay": _relay(),
         }
     except scheduler.QueueError as exc:
         return {
             "redis": {"ok": False, "error": f"{type(exc).__name__}: {exc}"},
             "workers": None,
             "scheduler": None,
+            "relay": None,
         }
+
+
+def _relay() -> dict[str, Any]:
+    """What the workers last learned of the mail relay: refused (TLS or login, with the reason and when), or not."""
+    refusal = scheduler.relay_refusal()
+    if refusal is None:
+        return {"ok": True, "refused": False}
+    return {"ok": False, "refused": True, "reason": refusal.get("reason", ""), "at": refusal.get("at")}
 
 
 def health_report(*, now: datetime | None = None) -> dict[str, Any]:
     """Return the health as a JSON-ready dict; ``ok`` is False if anything needs attention.
 
     Not ok when: the database or Redis does not answer, a queue has no live worker, a queue has
-    no live scheduler, or a reservation is more than OVERDUE_GRACE_SECONDS past due and still
+    no live scheduler, a worker found the mail relay refusing it (certificate, TLS or login) and
+    no send has gone through since, or a reservation is more than OVERDUE_GRACE_SECONDS past due and still
     reserved, or a running task has not heart-beaten for HEARTBEAT_TIMEOUT.
     """
     now = now or timezone.now()
@@ -92,6 +103,8 @@ def health_report(*, now: datetime | None = None) -> dict[str, Any]:
         problems += [f"no live worker on queue {q}" for q, n in workers.items() if n == 0]
         if not report["scheduler_running"]:
             problems.append("scheduler not running")
+        if report["relay"]["refused"]:
+            problems.append(f"relay refused: {report['relay']['reason'].removeprefix('relay refused: ')}")
     overdue = report["overdue"] or {}
     if overdue.get("count"):
         problems.append(

@@ -16,6 +16,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template import Context, Engine
 
 from tasks.recipients import StoredRecipient
+from tasks.relay import is_relay_refused
 
 EMAIL_TEMPLATE_DIR = Path(settings.BASE_DIR) / "templates" / "email"
 
@@ -108,7 +109,13 @@ def new_message_id() -> str:
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """True for SMTP 5xx answers (do not retry); False for 4xx and connection trouble."""
+    """True for SMTP 5xx answers (do not retry); False for 4xx and connection trouble.
+
+    A relay refusing us as a whole (TLS, or a 535 to the login) is not the recipient's fault:
+    False, so the mail stays pending until the relay is set up right (tasks.relay).
+    """
+    if is_relay_refused(exc):
+        return False
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _msg in exc.recipients.values()]
         return bool(codes) and all(code >= 500 for code in codes)
@@ -121,6 +128,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (smtplib.SMTPException, sock
 
 
 def describe(exc: BaseException) -> str:
+    if is_relay_refused(exc):
+        return f"relay refused: {_describe(exc)}"
+    return _describe(exc)
+
+
+def _describe(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return "; ".join(f"{code} {msg.decode(errors='replace')}" for code, msg in exc.recipients.values())
     if isinstance(exc, smtplib.SMTPResponseException):

@@ -105,9 +105,13 @@ def _queue_metrics() -> list[Metric]:
     jobs = Metric("reservemail_queue_jobs", "gauge", "RQ jobs per queue and state.")
     lock = Metric("reservemail_scheduler_active", "gauge", "1 if a scheduler holds the queue's lock.")
     workers = Metric("reservemail_workers", "gauge", "Registered RQ workers.")
+    refused = Metric(
+        "reservemail_relay_refused", "gauge", "1 while the mail relay refuses the workers (certificate, TLS or login)."
+    )
     try:
         stats = scheduler.queue_stats()
         worker_count = scheduler.worker_count()
+        refusal = scheduler.relay_refusal()
     except scheduler.QueueError:
         up.samples.append(({}, 0))
         return [up]
@@ -117,7 +121,8 @@ def _queue_metrics() -> list[Metric]:
             jobs.samples.append(({"queue": queue, "state": state}, values[state]))
         lock.samples.append(({"queue": queue}, values["scheduler"]))
     workers.samples.append(({}, worker_count))
-    return [up, jobs, lock, workers]
+    refused.samples.append(({}, 1 if refusal else 0))
+    return [up, jobs, lock, workers, refused]
 
 
 def collect_metrics(*, now: datetime) -> list[Metric]:

@@ -62,13 +62,14 @@ def list_history_of(owner: AbstractBaseUser | AnonymousUser) -> QuerySet[Task]:
     """
     sent = Count("deliveries", filter=Q(deliveries__status=Delivery.Status.SENT))
     failed = Count("deliveries", filter=Q(deliveries__status=Delivery.Status.FAILED))
+    suppressed = Count("deliveries", filter=Q(deliveries__status=Delivery.Status.SUPPRESSED))
     first = Prefetch(
         "deliveries",
         queryset=Delivery.objects.order_by("pk")[:HISTORY_DELIVERIES_SHOWN],
         to_attr="first_deliveries",
     )
     tasks = list_tasks_of(owner).defer("context")  # not shown; and an old row's may be too deep to decode
-    return tasks.annotate(sent_count=sent, failed_count=failed).prefetch_related(first)
+    return tasks.annotate(sent_count=sent, failed_count=failed, suppressed_count=suppressed).prefetch_related(first)
 
 
 def list_deliveries_of(task: Task) -> QuerySet[Delivery]:

@@ -1,14 +1,23 @@
-"""One mail connection per worker process, reused across jobs and reopened after errors or idling."""
+"""One mail connection per worker process, reused across jobs and reopened after errors or idling.
+
+The connection is closed with QUIT after EMAIL_IDLE_SECONDS without a send (the worker's
+maintenance step calls close_if_idle()) and when the worker stops; one idle for more than
+EMAIL_NOOP_SECONDS is checked with NOOP before reuse. A relay refusal (tasks.relay) is recorded
+for health and cleared by the first send that goes through after a connection is opened.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import secrets
+import smtplib
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from email import charset as email_charset
+from email.message import Message
 from functools import lru_cache, partial
 from typing import Any
 
@@ -17,11 +26,20 @@ from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.mail.message import EmailMessage, sanitize_address
+from django.utils import timezone
 from django.utils.module_loading import import_string
+
+from tasks import scheduler
+from tasks.mail import describe
+from tasks.relay import is_relay_refused
 
 logger = logging.getLogger(__name__)
 
-IDLE_SECONDS = 10.0  # servers drop idle clients; reopen rather than risk a stale socket
+EIGHT_BIT = ["BODY=8BITMIME"]  # RFC 6152: the DATA that follows has 8-bit body parts
+# After the relay refused us (certificate, TLS, login), sends within this many seconds fail with the
+# same error without connecting: a backlog of pending tasks costs one TLS handshake per worker per
+# hold-off, not one per task. A restarted worker (after fixing the settings) connects at once.
+REFUSAL_HOLD_OFF = 5.0
 
 Settle = Callable[[Any, BaseException | None], None]
 
@@ -43,17 +61,49 @@ class MailSession:
         self._backend: BaseEmailBackend | None = None
         self._used_at = 0.0
         self._sender: ThreadPoolExecutor | None = None
+        self._opened = False  # no send has gone through on this connection yet
+        self.refusal: str | None = None  # why the relay refused the last send, while it does
+        self._refused: tuple[BaseException, float] | None = None  # that error, and when
 
     def _open(self) -> BaseEmailBackend:
         backend = get_connection(fail_silently=False)
         backend.open()
         self._backend = backend
+        self._used_at = time.monotonic()
+        self._opened = isinstance(backend, SmtpBackend)
         return backend
 
     def backend(self) -> BaseEmailBackend:
-        if self._backend is not None and time.monotonic() - self._used_at > IDLE_SECONDS:
-            self.close()
+        """The open backend: a connection idle too long is closed and one idle a while checked first."""
+        if self._backend is None and self._refused is not None:
+            error, at = self._refused
+            if time.monotonic() - at < REFUSAL_HOLD_OFF:
+                raise error
+        if self._backend is not None:
+            idle = time.monotonic() - self._used_at
+            if idle > float(settings.EMAIL_IDLE_SECONDS) or (
+                idle > float(settings.EMAIL_NOOP_SECONDS) and not self._answers()
+            ):
+                self.close()
         return self._backend or self._open()
+
+    def _answers(self) -> bool:
+        """Whether a kept SMTP connection still answers NOOP (a relay may have dropped it meanwhile)."""
+        connection = getattr(self._backend, "connection", None)
+        if connection is None:
+            return True  # not SMTP: nothing to check
+        try:
+            return bool(connection.noop()[0] == 250)
+        except (smtplib.SMTPException, OSError) as exc:
+            logger.info("kept mail connection did not answer NOOP (%s); reopening", exc)
+            return False
+
+    def close_if_idle(self) -> bool:
+        """Close (QUIT) a connection unused for EMAIL_IDLE_SECONDS; True if one was closed. The worker calls it."""
+        if self._backend is None or time.monotonic() - self._used_at <= float(settings.EMAIL_IDLE_SECONDS):
+            return False
+        self.close()
+        return True
 
     def encode(self, message: EmailMessage) -> EmailMessage | Envelope:
         """The message as it goes on the wire, for SMTP (other backends take the message itself).
@@ -90,17 +140,45 @@ class MailSession:
                 encode(envelope)  # raises the encoding error for this recipient
                 raise RuntimeError("the message could not be encoded")
             wire = backend.connection
-            send = partial(wire.sendmail, envelope.sender, envelope.recipients, envelope.data)
+            data, options = _for_relay(envelope, wire)
+            send = partial(wire.sendmail, envelope.sender, envelope.recipients, data, mail_options=options)
             return _capture(send), settings.MAIL_SEND_OVERLAP
         message = item.message if isinstance(item, Envelope) else item
         return _capture(lambda: _deliver(backend, message)), False
 
     def sent(self, error: BaseException | None) -> None:
-        """Account for a finished send: keep the connection, or drop it after ``error``."""
+        """Account for a finished send: keep the connection, or drop it after ``error``.
+
+        A relay refusal is recorded for health; the first send through a new connection clears it.
+        """
         if error is not None:
             self.close()
-        else:
-            self._used_at = time.monotonic()
+            if is_relay_refused(error):
+                self._record_refusal(error)
+            else:
+                self.refusal, self._refused = None, None
+            return
+        self._used_at = time.monotonic()
+        if self._opened or self.refusal is not None:
+            self._opened = False
+            self.refusal, self._refused = None, None
+            try:
+                if scheduler.clear_relay_refused():
+                    logger.warning("mail relay accepts sends again")
+            except scheduler.QueueError as exc:
+                logger.warning("could not clear the relay refusal in Redis: %s", exc)
+
+    def _record_refusal(self, error: BaseException) -> None:
+        held = self._refused is not None and self._refused[0] is error
+        self.refusal = describe(error)
+        if held:
+            return  # the same refusal again, raised during the hold-off: recorded already
+        self._refused = (error, time.monotonic())
+        logger.error("mail %s", self.refusal)
+        try:
+            scheduler.record_relay_refused(reason=self.refusal, at=timezone.now())
+        except scheduler.QueueError as exc:
+            logger.warning("could not record the relay refusal in Redis: %s", exc)
 
     def sender(self) -> ThreadPoolExecutor:
         """The one helper thread that puts prepared messages on the wire, one at a time."""
@@ -121,6 +199,14 @@ class MailSession:
             except Exception as exc:  # noqa: BLE001 - closing a broken socket must not mask the real error
                 logger.debug("closing mail connection failed: %s", exc)
 
+    def shutdown(self) -> None:
+        """The worker stops: QUIT the relay, stop the helper thread, forget a refusal (a new start retries at once)."""
+        self.close()
+        self.refusal, self._refused = None, None
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.shutdown(wait=True)
+
     def __enter__(self) -> MailSession:
         return self
 
@@ -138,18 +224,46 @@ def _smtp_configured() -> bool:
     return _smtp_backend_class(settings.EMAIL_BACKEND)
 
 
-def encode(message: EmailMessage) -> bytes:
+def encode(message: EmailMessage, *, seven_bit: bool = False) -> bytes:
     """The message as SMTP DATA, as Django's backend sends it, with each MIME boundary set here.
 
     Why: left unset, the email package draws a boundary and compiles a regular expression
     from it to search the body for it, once per message: a tenth of a mail's CPU (measured).
     A random 128-bit boundary cannot occur in a body by chance, and no body sees it before.
+    ``seven_bit`` re-encodes 8-bit text parts as quoted-printable, for a relay without 8BITMIME.
     """
     mime = message.message()
     for part in mime.walk():
         if part.is_multipart() and part.get_boundary() is None:
             part.set_boundary(f"=_rm{secrets.token_hex(16)}")
+        elif seven_bit and not part.is_multipart():
+            _to_quoted_printable(part)
     return mime.as_bytes(linesep="\r\n")
+
+
+def _to_quoted_printable(part: Message) -> None:
+    """Re-encode a text part sent as 8bit (Django's choice for UTF-8 text with short lines) as quoted-printable."""
+    if str(part.get("Content-Transfer-Encoding", "")).lower() != "8bit":
+        return
+    charset = part.get_content_charset() or "utf-8"
+    raw = part.get_payload(decode=True)
+    text = raw.decode(charset) if isinstance(raw, bytes) else str(raw)
+    qp = email_charset.Charset(charset)
+    qp.body_encoding = email_charset.QP
+    del part["Content-Transfer-Encoding"]
+    part.set_payload(text, qp)
+
+
+def _for_relay(envelope: Envelope, wire: smtplib.SMTP) -> tuple[bytes, list[str]]:
+    """DATA and MAIL FROM options for this relay: BODY=8BITMIME for 8-bit DATA if it announces it, else 7-bit DATA.
+
+    Headers are ASCII (Django encodes them per RFC 2047), so only a body part can make DATA 8-bit.
+    """
+    if envelope.data.isascii():
+        return envelope.data, []
+    if wire.has_extn("8bitmime"):
+        return envelope.data, EIGHT_BIT
+    return encode(envelope.message, seven_bit=True), []
 
 
 # A plain ASCII local@domain (a dot-atom at a dotted host name), which sanitize_address returns unchanged.
@@ -214,7 +328,7 @@ class Outbox:
         try:
             send, threaded = self._session.prepare(message)
         except Exception as exc:  # noqa: BLE001 - a connection that cannot be opened fails this send
-            self._session.close()
+            self._session.sent(exc)
             self._settle(key, exc)
             return
         if threaded:

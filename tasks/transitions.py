@@ -193,8 +193,10 @@ def fail(*, task_id: int, attempt: int, reason: str, now: datetime) -> bool:
 
 
 @transaction.atomic
-def hand_back(*, task_id: int, attempt: int, reason: str, left: int, now: datetime) -> bool:
+def hand_back(*, task_id: int, attempt: int, reason: str, left: int, now: datetime, relay: bool = False) -> bool:
     """After a transient error: RUNNING -> QUEUED with ``left`` retries to come, or (none left) FINISHED + failed.
+
+    ``relay``: the relay refused the worker (TLS, login); the log says the task waits for it, not how many are left.
 
     Fenced by the attempt number; the task's open deliveries are given back (leases dropped), so
     any other worker sending it stops at its next recipient. Returns whether it went back to
@@ -205,7 +207,10 @@ def hand_back(*, task_id: int, attempt: int, reason: str, left: int, now: dateti
             sources=(S.RUNNING,),
             target=S.QUEUED,
             where=_running(task_id, attempt),
-            log=append_log(f"attempt {attempt}: {reason}; retrying ({left} left)"),
+            log=append_log(
+                f"attempt {attempt}: {reason}; "
+                + ("kept pending until the relay accepts" if relay else f"retrying ({left} left)")
+            ),
         )
         if won:
             _give_back_deliveries(task_id)

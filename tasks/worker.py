@@ -20,6 +20,7 @@ from rq.worker import SimpleWorker
 
 from tasks.scheduler import take_lock, warn_if_evicting
 from tasks.services.reconcile import reconcile_tasks
+from tasks.smtp import session
 
 
 class MailScheduler(RQScheduler):
@@ -53,7 +54,8 @@ class MailWorker(SimpleWorker):
     Here maintenance runs every WORKER_MAINTENANCE_INTERVAL seconds, the blocking pop returns as
     often, reconnect back-off is capped at 2 s, Redis errors and socket timeouts (a hung Redis)
     are retried instead of ending the worker, and every RECONCILE_INTERVAL seconds one worker (a
-    Redis lock decides which) runs the reconciler.
+    Redis lock decides which) runs the reconciler. The worker's relay connection is closed with
+    QUIT once idle for EMAIL_IDLE_SECONDS (checked at each maintenance step) and when it stops.
     """
 
     max_connection_wait_time = 2.0
@@ -139,6 +141,8 @@ class MailWorker(SimpleWorker):
             self.log.error("Worker %s: Redis error around job %s (%s); the task row decides", self.name, job.id, exc)
 
     def run_maintenance_tasks(self) -> None:
+        if session.close_if_idle():
+            self.log.info("Worker %s: closed the idle mail connection", self.name)
         try:
             super().run_maintenance_tasks()
             self._ensure_registered()
@@ -146,6 +150,10 @@ class MailWorker(SimpleWorker):
             self.log.error("Worker %s: Redis error in maintenance (%s); carrying on", self.name, exc)
             return
         self._reconcile_if_due()
+
+    def teardown(self) -> None:
+        session.shutdown()  # QUIT, so the relay sees a clean end rather than a dropped TLS session
+        super().teardown()
 
     def _ensure_registered(self) -> None:
         """Register again if Redis lost our keys (restarted without persistence), so health sees us."""

@@ -53,7 +53,7 @@ def smtp_sink() -> Iterator[SmtpSink]:
 def smtp(smtp_sink: SmtpSink, settings) -> Iterator[SmtpSink]:  # noqa: ANN001
     """The SMTP sink, emptied, with this process's mail going to it over SMTP."""
     smtp_sink.reset()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_BACKEND = "tasks.relay.RelayBackend"
     settings.EMAIL_HOST = "127.0.0.1"
     settings.EMAIL_PORT = smtp_sink.port
     yield smtp_sink

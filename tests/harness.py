@@ -260,7 +260,7 @@ def worker_env(
     if smtp_port is not None:
         env.update(
             {
-                "TEST_EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "TEST_EMAIL_BACKEND": "tasks.relay.RelayBackend",
                 "EMAIL_HOST": "127.0.0.1",
                 "EMAIL_PORT": str(smtp_port),
             }
@@ -321,3 +321,46 @@ def kill_group(proc: subprocess.Popen) -> None:
     """kill -9 the process group of ``proc`` and reap it."""
     signal_group(proc, signal.SIGKILL)
     proc.wait(timeout=10)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throw-away CA and, signed by it, a server certificate (localhost, 127.0.0.1) and a client certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path  # a CA that signed none of these: trusting only it fails verification
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)  # noqa: S603, S607
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """Generate the CAs and certificates with the openssl command-line tool (valid for two days)."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    ca_ext = ("-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    for name in ("ca", "other-ca"):
+        _openssl("req", "-x509", *ec, "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
+                 "-subj", f"/CN=reservemail test {name}", *ca_ext, cwd=directory)  # fmt: skip
+    for name, usage, names in (("server", "serverAuth", "DNS:localhost,IP:127.0.0.1"), ("client", "clientAuth", "")):
+        ext = directory / f"{name}.ext"
+        lines = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature", f"extendedKeyUsage={usage}",
+                 "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid"]  # fmt: skip
+        if names:
+            lines.append(f"subjectAltName={names}")
+        ext.write_text("\n".join(lines) + "\n")
+        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=directory)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.pem", "-days", "2", "-extfile", ext.name, cwd=directory)  # fmt: skip
+    return TlsFiles(
+        ca=directory / "ca.pem",
+        server_cert=directory / "server.pem",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client.key",
+        other_ca=directory / "other-ca.pem",
+    )

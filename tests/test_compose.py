@@ -107,3 +107,20 @@ def test_dockerfile_builds_the_pinned_requirements_on_python_311():
     assert dockerfile.startswith("FROM python:3.11")
     assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
     assert "TZ=Asia/Seoul" in dockerfile
+
+
+def test_compose_sender_must_be_set_explicitly_and_has_no_reserved_default():
+    value = load()["services"]["worker"]["environment"]["DEFAULT_FROM_EMAIL"]
+    required = re.fullmatch(r"\$\{DEFAULT_FROM_EMAIL:\?[^}]+\}", value)
+    assert required, f"DEFAULT_FROM_EMAIL must be required (${{DEFAULT_FROM_EMAIL:?...}}), not {value!r}"
+    assert "localhost" not in value
+
+
+def test_compose_passes_the_relay_tls_settings_to_web_and_worker():
+    for name in ("web", "worker"):
+        environment = load()["services"][name]["environment"]
+        for setting in ("EMAIL_USE_TLS", "EMAIL_USE_SSL"):
+            assert environment[setting] == f"${{{setting}:-0}}", name
+        for setting in ("EMAIL_SSL_CAFILE", "EMAIL_SSL_CERTFILE", "EMAIL_SSL_KEYFILE"):
+            assert environment[setting] == f"${{{setting}:-}}", name
+        assert 0 < float(environment["EMAIL_IDLE_SECONDS"].removeprefix("${EMAIL_IDLE_SECONDS:-").rstrip("}")) < 300

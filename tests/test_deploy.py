@@ -26,6 +26,7 @@ def production_env(**overrides: str) -> dict[str, str]:
         "DATABASE_URL": "postgres://reservemail:pw@postgres:5432/reservemail",
         "REDIS_URL": "redis://redis:6379/0",
         "EMAIL_URL": "smtp+tls://mailer:pw@smtp.example.com:587",
+        "DEFAULT_FROM_EMAIL": "reservemail <noreply@mail.reservemail.kr>",
         "TIME_ZONE": "Asia/Seoul",
         "LOG_FORMAT": "json",
         "METRICS_TOKEN": secrets.token_urlsafe(32),
@@ -66,6 +67,23 @@ def test_bad_production_environment_is_refused_with_a_clear_error(overrides, mes
     result = manage("check", env=production_env(**overrides))
     assert result.returncode != 0
     assert f"django.core.exceptions.ImproperlyConfigured: {message}" in result.stderr
+
+
+@pytest.mark.parametrize("sender", ["reservemail <noreply@localhost>", "noreply@example.com", "a@mail.example.test"])
+def test_production_start_and_check_deploy_refuse_a_sender_no_relay_accepts(sender):
+    for args in (("check",), ("check", "--deploy")):
+        result = manage(*args, env=production_env(DEFAULT_FROM_EMAIL=sender))
+        assert result.returncode != 0, args
+        assert "(tasks.E001) DEFAULT_FROM_EMAIL" in result.stderr, args
+
+
+def test_check_deploy_refuses_the_development_sender_even_with_debug_on():
+    env = production_env(DEBUG="1", DEFAULT_FROM_EMAIL="")
+    del env["DEFAULT_FROM_EMAIL"]
+    result = manage("check", "--deploy", env=env)
+    assert result.returncode != 0
+    assert "(tasks.E001) DEFAULT_FROM_EMAIL ('reservemail <noreply@localhost>') is at localhost" in result.stderr
+    assert manage("check", env=env).returncode == 0  # development: only --deploy asks
 
 
 def test_database_engine_follows_database_url():

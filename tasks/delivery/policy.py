@@ -31,6 +31,15 @@ def retries_after(attempt: int) -> tuple[int, float]:
     return left, delay
 
 
+def relay_retry_delay(attempt: int) -> float:
+    """Delay before retrying a task the relay refused (TLS, login): the retry intervals, then the last one again.
+
+    Such a task is never given up (it waits for the relay to be set up right), so the back-off is bounded.
+    """
+    intervals = [float(x) for x in settings.TASK_RETRY_INTERVALS] or [60.0]
+    return intervals[min(max(attempt, 1), len(intervals)) - 1]
+
+
 def lease_seconds() -> float:
     """How long a slice stays a worker's without renewal: as long as a RUNNING task may stay silent.
 

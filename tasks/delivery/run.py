@@ -19,10 +19,19 @@ from django.utils import timezone
 from tasks import scheduler, transitions
 from tasks.delivery import records
 from tasks.delivery.claim import Slice, claim_slice, due_backlog
-from tasks.delivery.policy import IDLE_PAUSE, JOB_SECONDS, MAX_EARLY_WAIT, SliceSizer, is_missed, retries_after
+from tasks.delivery.policy import (
+    IDLE_PAUSE,
+    JOB_SECONDS,
+    MAX_EARLY_WAIT,
+    SliceSizer,
+    is_missed,
+    relay_retry_delay,
+    retries_after,
+)
 from tasks.delivery.send import Beat, SliceResult, SliceSender, TransientSendError
 from tasks.logfields import task_fields
 from tasks.models import OPEN_DELIVERY, Delivery, Task
+from tasks.smtp import session
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +162,19 @@ def _after_claim(chunk: Slice, own: Own) -> None:
 
 
 def _hand_back(task: Task, exc: TransientSendError, own: Own) -> None:
-    """A transient error on one of the task's recipients: hand the whole task back (or fail it, no attempts left)."""
+    """A transient error on one of the task's recipients: hand the whole task back (or fail it, no attempts left).
+
+    If the relay refused this worker (TLS, login: tasks.relay) the task is never failed for it: it
+    stays pending, retried after relay_retry_delay (its own job: RQ's retries, then the reconciler).
+    """
     left, delay = retries_after(task.attempts)
     if task.pk == own.task_id:  # retried by RQ's retry of this job: as many as it has left
         left = min(left, scheduler.retries_left() or 0)
+    refused = session.refusal is not None
+    if refused:
+        left, delay = max(left, 1), relay_retry_delay(task.attempts)
     queued = transitions.hand_back(
-        task_id=task.pk, attempt=task.attempts, reason=str(exc), left=left, now=timezone.now()
+        task_id=task.pk, attempt=task.attempts, reason=str(exc), left=left, now=timezone.now(), relay=refused
     )
     if task.pk == own.task_id:
         own.error = exc  # RQ's retry of this job runs it again after its interval

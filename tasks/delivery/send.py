@@ -1,6 +1,8 @@
 """Send one slice: for each recipient render, check ownership, hand to SMTP, record the outcome.
 
-Right before each SMTP transaction one conditional statement marks that recipient ``sending``,
+A recipient of a bulk template whose address is on the suppression list (one query per slice) is
+settled ``suppressed`` instead, with no SMTP transaction. Right before each SMTP transaction
+one conditional statement marks that recipient ``sending``,
 only while its task is RUNNING under the slice's attempt and the recipient is still leased to this
 slice (tasks.delivery.records.settle_and_mark). A cancel, stop, edit or takeover that commits
 first makes it match nothing, and this worker sends nothing more of that task; one that commits
@@ -17,15 +19,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from subscriptions.selectors import suppressed_among
 from tasks.delivery import records
 from tasks.delivery.claim import Slice, Work
 from tasks.delivery.policy import lease_seconds
-from tasks.mail import describe, is_permanent, render_message
+from tasks.mail import describe, is_permanent, render_message, template_meta
 from tasks.models import SETTLED_DELIVERY, Delivery, Task
 from tasks.notify import notify_many
 from tasks.recipients import Recipient
@@ -77,6 +81,7 @@ class SliceSender:
         self._records: list[records.Record] = []
 
     def run(self) -> SliceResult:
+        suppressed = suppressed_deliveries(self.chunk)
         with session, Outbox(session, settle=self._settled) as outbox:
             for work in self.chunk.work:
                 task = self.chunk.tasks[work.task_id]
@@ -84,6 +89,9 @@ class SliceSender:
                     continue
                 if self.beat.ready():
                     self._beat()
+                if work.delivery_id in suppressed:  # settled with the next transaction; nothing goes out
+                    self._records.append(records.Record(work.delivery_id, D.SUPPRESSED))
+                    continue
                 message = self._render(work, task)
                 wire = outbox.encode(message) if message is not None else None
                 outbox.flush()
@@ -149,6 +157,24 @@ class SliceSender:
         # notice (its end notice wins) or no longer RUNNING here (no notice), never shown running again.
         with transaction.atomic():
             notify_many(write_progress(open_tasks, now=now))
+
+
+def suppressed_deliveries(chunk: Slice) -> set[int]:
+    """The deliveries of ``chunk`` not to send: bulk recipients whose address is suppressed for the task's list.
+
+    One query for the slice; transactional templates are never looked up.
+    """
+    lists: dict[int, str] = {}
+    for task in chunk.tasks.values():
+        try:
+            meta = template_meta(task.template)
+        except ImproperlyConfigured:
+            continue  # rendering fails this task with the same error
+        if meta.bulk:
+            lists[task.pk] = meta.list_name
+    bulk = [work for work in chunk.work if work.task_id in lists]
+    found = suppressed_among((work.address, lists[work.task_id]) for work in bulk)
+    return {work.delivery_id for work in bulk if (work.address, lists[work.task_id]) in found}
 
 
 def write_progress(tasks: list[Task], *, now: datetime) -> list[Task]:

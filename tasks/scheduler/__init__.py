@@ -41,8 +41,11 @@ from tasks.scheduler.jobs import (
 )
 from tasks.scheduler.status import (
     break_dead_scheduler_locks,
+    clear_relay_refused,
     eviction_policy,
     queue_stats,
+    record_relay_refused,
+    relay_refusal,
     scheduler_lock_holder,
     scheduler_status,
     take_lock,
@@ -61,6 +64,7 @@ __all__ = [
     "SEND_QUEUE",
     "break_dead_scheduler_locks",
     "cancel",
+    "clear_relay_refused",
     "discard_jobs",
     "due_time",
     "enqueue",
@@ -72,6 +76,8 @@ __all__ = [
     "job_state",
     "ping",
     "queue_stats",
+    "record_relay_refused",
+    "relay_refusal",
     "release_overdue",
     "release_time",
     "requeue",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
@@ -139,3 +139,24 @@ def scheduler_lock_holder(queue_name: str = SCHEDULER_QUEUE) -> dict[str, str] |
     name = _text(holder) or ""
     info = {_text(k) or "": _text(v) or "" for k, v in connection.hgetall(SCHEDULER_KEY_TEMPLATE % name).items()}
     return {"name": name, "hostname": info.get("hostname", ""), "pid": info.get("pid", "")}
+
+
+RELAY_KEY = "reservemail:relay:refused"
+
+
+def record_relay_refused(*, reason: str, at: datetime) -> None:
+    """Remember that the mail relay refused a worker (TLS or login), for health; kept until a send succeeds."""
+    _connection().hset(RELAY_KEY, mapping={"reason": reason[:1000], "at": at.isoformat()})
+
+
+def clear_relay_refused() -> bool:
+    """Forget a recorded relay refusal (a send went through); True if there was one."""
+    return bool(_connection().delete(RELAY_KEY))
+
+
+def relay_refusal() -> dict[str, str] | None:
+    """The last recorded relay refusal as {"reason", "at"} (ISO 8601), or None."""
+    found = _connection().hgetall(RELAY_KEY)
+    if not found:
+        return None
+    return {_text(key) or "": _text(value) or "" for key, value in found.items()}
