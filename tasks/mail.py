@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import smtplib
 import socket
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives
 from django.template import Context, Engine
 
+from subscriptions.tokens import unsubscribe_links
 from tasks.recipients import StoredRecipient
 from tasks.relay import is_relay_refused
 
@@ -37,9 +40,43 @@ def available_templates() -> tuple[str, ...]:
     return tuple(sorted(n for n in names if (EMAIL_TEMPLATE_DIR / f"{n}.txt").exists()))
 
 
+@dataclass(frozen=True)
+class TemplateMeta:
+    """What a template declares about itself in ``<name>.meta.json`` next to its parts.
+
+    ``{"kind": "bulk", "list": "newsletter"}``: bulk mail (a mailing people subscribe to); each recipient's copy
+    carries List-Unsubscribe headers and ``unsubscribe_url``, and suppressed addresses are skipped. The list
+    defaults to the template's name. ``{"kind": "transactional"}`` (or no meta file): mail a person gets because
+    of something they did or booked (welcome, reminder); never suppressed, no unsubscribe link.
+    """
+
+    bulk: bool = False
+    list_name: str = ""
+
+
+@lru_cache(maxsize=64)
+def template_meta(template: str) -> TemplateMeta:
+    """Read ``template``'s meta file; raise ImproperlyConfigured for one that is not valid."""
+    path = EMAIL_TEMPLATE_DIR / f"{template}.meta.json"
+    if not path.exists():
+        return TemplateMeta()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{path.name}: {exc}") from exc
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == "transactional":
+        return TemplateMeta()
+    list_name = data.get("list", template) if kind == "bulk" else None
+    if not isinstance(list_name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", list_name):
+        raise ImproperlyConfigured(f'{path.name}: needs "kind": "bulk" or "transactional" (and a valid "list")')
+    return TemplateMeta(bulk=True, list_name=list_name)
+
+
 # Names a template reads: {{ name }}, {{ name|filter }}, {% if name %}. "recipient" is set per recipient.
 _VARIABLE = re.compile(r"{{\s*([A-Za-z_]\w*)|{%\s*(?:if|elif)\s+(?:not\s+)?([A-Za-z_]\w*)")
-_BUILTIN_NAMES = frozenset({"recipient", "not", "True", "False", "None"})
+# "unsubscribe_url" is set per recipient of a bulk template.
+_BUILTIN_NAMES = frozenset({"recipient", "unsubscribe_url", "not", "True", "False", "None"})
 
 
 @lru_cache(maxsize=64)
@@ -68,9 +105,13 @@ def _has_html(template: str) -> bool:
     return (EMAIL_TEMPLATE_DIR / f"{template}.html").exists()
 
 
-def _render_parts(template: str, context: dict[str, Any], recipient: str) -> tuple[str, str, str | None]:
+def _render_parts(
+    template: str, context: dict[str, Any], recipient: str, unsubscribe_url: str | None = None
+) -> tuple[str, str, str | None]:
     """The subject (one line), text body and HTML body (None without a .html part) for ``recipient``."""
     ctx = {**context, "recipient": recipient}
+    if unsubscribe_url is not None:
+        ctx["unsubscribe_url"] = unsubscribe_url
     subject = " ".join(_render(f"email/{template}.subject", ctx, autoescape=False).split())
     body = _render(f"email/{template}.txt", ctx, autoescape=False)
     html = _render(f"email/{template}.html", ctx, autoescape=True) if _has_html(template) else None
@@ -83,12 +124,20 @@ def render_message(
     """Render the template for one recipient into a message carrying the fixed Message-ID.
 
     ``recipient`` is the bare address the template sees; ``to`` the ``To:`` value (with a display
-    name, tasks.recipients.Recipient.header), the address itself when not given.
+    name, tasks.recipients.Recipient.header), the address itself when not given. A bulk template's
+    copy gets ``unsubscribe_url`` in its context and the RFC 2369/8058 headers List-Unsubscribe
+    (that link, and a mailto: where UNSUBSCRIBE_MAILTO is set) and List-Unsubscribe-Post.
     """
-    subject, body, html = _render_parts(template, context, recipient)
-    message = EmailMultiAlternatives(
-        subject=subject, body=body, to=[to or recipient], headers={"Message-ID": message_id}
-    )
+    headers = {"Message-ID": message_id}
+    meta = template_meta(template)
+    url = None
+    if meta.bulk:
+        links = unsubscribe_links(address=recipient, list_name=meta.list_name)
+        url = links.url
+        headers["List-Unsubscribe"] = links.header()
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    subject, body, html = _render_parts(template, context, recipient, url)
+    message = EmailMultiAlternatives(subject=subject, body=body, to=[to or recipient], headers=headers)
     if html is not None:
         message.attach_alternative(html, "text/html")
     return message
@@ -99,7 +148,9 @@ def check_renders(*, template: str, context: dict[str, Any], recipient: str = "c
 
     Returns the subject, for the caller's header checks (tasks.validation).
     """
-    subject, _body, _html = _render_parts(template, context, recipient)
+    meta = template_meta(template)
+    url = unsubscribe_links(address=recipient, list_name=meta.list_name).url if meta.bulk else None
+    subject, _body, _html = _render_parts(template, context, recipient, url)
     return subject
 
 
