@@ -14,6 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from subscriptions import services
+from subscriptions.exceptions import SuppressionError
 from subscriptions.models import ALL_BULK, Suppression
 from subscriptions.selectors import is_suppressed
 from subscriptions.tokens import BadToken, read_token
@@ -37,6 +38,9 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     one_click = request.POST.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
     list_name = ALL_BULK if not one_click and request.POST.get("scope") == "all" else target.list_name
     how = Suppression.How.ONE_CLICK if one_click else Suppression.How.PAGE
-    _suppression, created = services.suppress_address(address=target.address, list_name=list_name, how=how)
+    try:
+        _suppression, created = services.suppress_address(address=target.address, list_name=list_name, how=how)
+    except SuppressionError:  # signed here, but from before today's address rules: nothing we can store
+        return render(request, "subscriptions/unsubscribe.html", {"invalid": True}, status=400)
     context.update(done=True, already=not created, all_bulk=list_name == ALL_BULK)
     return render(request, "subscriptions/unsubscribe.html", context)

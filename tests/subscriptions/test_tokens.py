@@ -5,6 +5,7 @@ import json
 
 import pytest
 from django.core import signing
+from django.urls import reverse
 
 from subscriptions.tokens import SALT, BadToken, make_token, read_token, unsubscribe_links
 
@@ -83,6 +84,7 @@ def test_links_use_site_url_and_optional_mailto(settings):
     links = unsubscribe_links(address="a@example.com", list_name="newsletter")
     token = make_token(address="a@example.com", list_name="newsletter")
     assert links.url == f"https://mail.example.org/u/{token}/"
+    assert links.url == "https://mail.example.org" + reverse("subscriptions:unsubscribe", kwargs={"token": token})
     assert links.mailto is None and links.header() == f"<{links.url}>"
     settings.UNSUBSCRIBE_MAILTO = "leave@example.org"
     links = unsubscribe_links(address="a@example.com", list_name="newsletter")

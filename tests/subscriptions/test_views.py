@@ -88,3 +88,10 @@ def test_page_in_korean(client):
     response = client.get(url(), HTTP_ACCEPT_LANGUAGE="ko")
     assert response.status_code == 200
     assert '<html lang="ko">' in response.content.decode()
+
+
+def test_signed_token_for_an_address_that_cannot_be_stored_is_a_400_page(client):
+    response = client.post(url(address="not an address"), ONE_CLICK)
+    assert response.status_code == 400
+    assert "This unsubscribe link is not valid." in response.content.decode()
+    assert rows() == []
