@@ -27,6 +27,7 @@ def production_env(**overrides: str) -> dict[str, str]:
         "REDIS_URL": "redis://redis:6379/0",
         "EMAIL_URL": "smtp+tls://mailer:pw@smtp.example.com:587",
         "DEFAULT_FROM_EMAIL": "reservemail <noreply@mail.reservemail.kr>",
+        "SITE_URL": "https://mail.example.com",
         "TIME_ZONE": "Asia/Seoul",
         "LOG_FORMAT": "json",
         "METRICS_TOKEN": secrets.token_urlsafe(32),
