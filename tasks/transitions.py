@@ -62,6 +62,15 @@ def _move(*, sources: Iterable[str], target: str, where: Q, **fields: object) ->
     return Task.objects.filter(where, status__in=_allowed(sources, target)).update(status=target, **fields)
 
 
+def _reload(task_id: int) -> Task:
+    """The row after a transition, for its log record and notification; the context is not decoded.
+
+    Why: a row stored before the input limits may hold a context too deep for the json module,
+    and a transition (failing that very task, say) must not trip over it.
+    """
+    return Task.objects.defer("context", "recipients").get(pk=task_id)
+
+
 def _running(task_id: int, attempt: int) -> Q:
     return Q(pk=task_id, attempts=attempt)
 
@@ -186,7 +195,7 @@ def fail(*, task_id: int, attempt: int, reason: str, now: datetime) -> bool:
         log=append_log(_("error: %s") % reason),
     )
     if won:
-        task = Task.objects.get(pk=task_id)
+        task = _reload(task_id)
         logger.error("task failed task_id=%s error=%s", task_id, reason, extra=task_fields(task, "running->finished"))
         notify_ended(task)
     return bool(won)
@@ -214,7 +223,7 @@ def hand_back(*, task_id: int, attempt: int, reason: str, left: int, now: dateti
         )
         if won:
             _give_back_deliveries(task_id)
-            task = Task.objects.get(pk=task_id)
+            task = _reload(task_id)
             logger.warning(
                 "transient failure task_id=%s retries_left=%s error=%s",
                 task_id,
@@ -234,7 +243,7 @@ def hand_back(*, task_id: int, attempt: int, reason: str, left: int, now: dateti
     )
     if won:
         _give_back_deliveries(task_id)
-        task = Task.objects.get(pk=task_id)
+        task = _reload(task_id)
         logger.error("task failed task_id=%s error=%s", task_id, reason, extra=task_fields(task, "running->finished"))
         notify_ended(task)
     return False
@@ -262,7 +271,7 @@ def recover(*, task_id: int, attempt: int, beat: datetime | None, retry: bool, l
         )
     if won:
         _give_back_deliveries(task_id)
-        task = Task.objects.get(pk=task_id)
+        task = _reload(task_id)
         (notify_progress if retry else notify_ended)(task)
     return bool(won)
 
@@ -281,7 +290,7 @@ def cancel_pending(*, task_id: int, who: str, now: datetime) -> bool:
         log=append_log(f"canceled by {who}"),
     )
     if won:
-        task = Task.objects.get(pk=task_id)
+        task = _reload(task_id)
         logger.info("task canceled task_id=%s by=%s", task_id, who, extra=task_fields(task, f"{prior}->canceled"))
         notify_ended(task)
     return bool(won)
@@ -326,7 +335,7 @@ def stop(*, task_id: int, who: str, now: datetime) -> Stopped | None:
         ended_at=now,
         log=append_log(f"stopped by {who}: {sent} of {total} sent"),
     )
-    task = Task.objects.get(pk=task_id)
+    task = _reload(task_id)
     logger.info(
         "task stopped task_id=%s by=%s sent=%s of %s",
         task_id,
@@ -350,7 +359,7 @@ def refuse(*, task_id: int, reason: str, now: datetime) -> bool:
         log=append_log(f"queue unavailable, not sent: {reason}"),
     )
     if won:
-        notify_ended(Task.objects.get(pk=task_id))  # the page must not keep counting down to it
+        notify_ended(_reload(task_id))  # the page must not keep counting down to it
     return bool(won)
 
 
@@ -373,7 +382,7 @@ def mark_missed(*, task_id: int, now: datetime) -> bool:
     )
     if won:
         logger.error("reservation missed task_id=%s due=%s late_minutes=%.0f", task_id, due.isoformat(), late)
-        notify_ended(Task.objects.get(pk=task_id))
+        notify_ended(_reload(task_id))
     return bool(won)
 
 
@@ -387,7 +396,7 @@ def send_now(*, task_id: int, queue: str) -> bool:
         log=append_log("sent now instead of at its time"),
     )
     if won:
-        notify_reserve(Task.objects.get(pk=task_id))
+        notify_reserve(_reload(task_id))
     return bool(won)
 
 

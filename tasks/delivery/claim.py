@@ -19,12 +19,15 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from tasks import transitions
 from tasks.delivery.policy import HELP_THRESHOLD, lease_seconds
+from tasks.display import read_stored
 from tasks.mail import new_message_id
 from tasks.models import OPEN_DELIVERY, Delivery, Task
 from tasks.recipients import parse_stored
+from tasks.selectors import with_context_text
 
 RUNNING = Task.Status.RUNNING
 
@@ -139,7 +142,20 @@ def _load(chunk: Slice) -> None:
     )
     chunk.work = [Work(*row) for row in rows]
     ids = {work.task_id for work in chunk.work} | set(chunk.claimed)
-    chunk.tasks = {task.pk: task for task in Task.objects.filter(pk__in=ids, status=RUNNING).defer("recipients", "log")}
+    chunk.tasks = {}
+    loaded = with_context_text(Task.objects.filter(pk__in=ids, status=RUNNING).defer("recipients", "log"))
+    for task in loaded:
+        context = read_stored(getattr(task, "context_text", None))
+        if not isinstance(context, dict):  # stored before the input limits, too deep to decode safely
+            transitions.fail(
+                task_id=task.pk,
+                attempt=task.attempts,
+                reason="the stored context is nested too deeply to be read; nothing was sent",
+                now=timezone.now(),
+            )
+            continue
+        task.context = context
+        chunk.tasks[task.pk] = task
     chunk.work = [work for work in chunk.work if work.task_id in chunk.tasks]
     waiting = Delivery.objects.filter(task_id__in=chunk.claimed, status__in=OPEN_DELIVERY, lease_until__isnull=True)
     chunk.unleased = bool(chunk.claimed) and waiting[:HELP_THRESHOLD].count() >= HELP_THRESHOLD

@@ -4,6 +4,7 @@ real Redis and a real SMTP sink."""
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
@@ -15,6 +16,7 @@ from tasks.delivery.claim import claim_slice
 from tasks.delivery.send import Beat, SliceSender
 from tasks.jobs import send_task
 from tasks.models import Delivery, Task
+from tests.tasks.input_cases import deep_json
 
 pytestmark = pytest.mark.django_db
 
@@ -190,3 +192,17 @@ def test_send_now_task_is_sent_at_once_not_at_its_old_time(user, smtp, django_ca
     send_task(task.pk)
     assert Task.objects.get(pk=task.pk).status == "finished"
     assert [r.rcpt_tos for r in smtp.received] == [["r0@example.com"]]
+
+
+def test_an_old_reservation_whose_context_cannot_be_read_fails_alone(user, smtp):
+    """A row stored before the input limits, its context too deep to decode, must not block the others' claims."""
+    bad, good = make_reserved(user, 2)
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {Task._meta.db_table} SET context = %s{cast} WHERE id = %s", [deep_json(990), bad.pk])  # noqa: S608
+    send_task(bad.pk)
+    rows = {t.pk: t for t in Task.objects.defer("context")}
+    assert (rows[bad.pk].status, rows[bad.pk].failed) == ("finished", True)
+    assert "context is nested too deeply" in rows[bad.pk].log
+    assert (rows[good.pk].status, rows[good.pk].failed) == ("finished", False)
+    assert [r.rcpt_tos[0] for r in smtp.received] == ["r1@example.com"]
