@@ -1,0 +1,165 @@
+"""Through a real MTA: Debian's Exim 4 on loopback with STARTTLS (a certificate from a throw-away CA, passed
+to reservemail as EMAIL_SSL_CAFILE) and AUTH PLAIN; real worker subprocesses send every template now and
+reserved; the test reads the delivered Maildir files and Exim's main log.
+
+Skipped, with the reason shown, where exim4 is not installed (.ci/run installs exim4-daemon-heavy as root).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from tasks import services
+from tasks.health import health_report
+from tasks.mail import MailSpec
+from tasks.models import Delivery, Task
+from tests.harness import Exim, exim_available, make_tls_files, stop_process, wait_until
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(exim_available() is not None, reason=exim_available() or ""),
+    pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command makes the test CA"),
+]
+
+SENDER = "reservemail <noreply@mail.reservemail.kr>"
+KOREAN = {"name": "김민수", "title": "6월 소식", "body": "안녕하세요, 새 소식입니다.", "when": "6월 3일"}
+ASCII = {"name": "Ann", "title": "June news", "body": "Hello readers", "when": "June 3"}
+TEMPLATES = ("welcome", "reminder", "newsletter")
+
+
+@pytest.fixture
+def exim(tmp_path: Path):  # noqa: ANN201
+    directory = tmp_path / "tls"
+    directory.mkdir()
+    relay = Exim(make_tls_files(directory)).start()  # its own directory: Exim wants every parent open to it
+    yield relay
+    relay.stop()
+    shutil.rmtree(relay.root, ignore_errors=True)
+
+
+def relay_env(exim: Exim, *, cafile: str) -> dict[str, str]:
+    return {
+        "EMAIL_PORT": str(exim.port),
+        "EMAIL_USE_TLS": "1",
+        "EMAIL_HOST_USER": exim.login,
+        "EMAIL_HOST_PASSWORD": exim.password,
+        "EMAIL_SSL_CAFILE": cafile,
+        "DEFAULT_FROM_EMAIL": SENDER,
+        "SITE_URL": "https://mail.reservemail.kr",
+        "RECONCILE_INTERVAL": "1",
+    }
+
+
+def create(user, template: str, address: str, context: dict, *, due=None) -> Task:  # noqa: ANN001
+    mail = MailSpec(template=template, recipients=(address,), context=context)
+    if due is None:
+        return services.enqueue_task(owner=user, mail=mail, description=template)
+    return services.reserve_task(owner=user, scheduled_at=due, mail=mail, description=template)
+
+
+def all_finished(tasks: list[Task]) -> bool:
+    return Task.objects.filter(pk__in=[t.pk for t in tasks], status="finished").count() == len(tasks)
+
+
+def message_ids(tasks: list[Task]) -> dict[str, Task]:
+    by_task = {t.pk: t for t in tasks}
+    return {mid: by_task[tid] for tid, mid in Delivery.objects.filter(task__in=tasks).values_list("task", "message_id")}
+
+
+def text_of(message) -> str:  # noqa: ANN001
+    return "".join(
+        part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+        for part in message.walk()
+        if part.get_content_maintype() == "text"
+    )
+
+
+def test_every_template_goes_through_exim_now_and_reserved_8bit_with_8bitmime_unsubscribe_only_on_bulk(
+    transactional_db, user, worker_factory, exim, fast_lead
+):
+    worker_factory(extra_env=relay_env(exim, cafile=str(exim.tls.ca)))
+    due = timezone.now() + timedelta(seconds=3)
+    # ASCII first: Exim keeps a session's M8S at 8 once a message in it said BODY=8BITMIME.
+    now_tasks = [create(user, t, f"{t}-now@example.com", ASCII) for t in TEMPLATES]
+    reserved = [create(user, t, f"{t}-later@example.com", KOREAN, due=due) for t in TEMPLATES]
+    tasks = now_tasks + reserved
+    wait_until(lambda: all_finished(tasks), timeout=40, interval=0.2, what="every task to finish")
+    for task in tasks:
+        task.refresh_from_db()
+        assert task.failed is False, task.log
+
+    ids = message_ids(tasks)
+    # Exim answers 250 once the message is in its spool; the Maildir delivery follows a moment later.
+    delivered = wait_until(lambda: (found := exim.delivered()) and len(found) >= len(ids) and found, timeout=10)
+    assert sorted(str(m["Message-ID"]) for m in delivered) == sorted(ids)  # each exactly once
+    for message in delivered:
+        task = ids[str(message["Message-ID"])]
+        unsubscribe = message.get("List-Unsubscribe")
+        if task.template == "newsletter":
+            link = re.search(r"<(https://mail\.reservemail\.kr/u/[^>]+)>", str(unsubscribe))
+            assert link, unsubscribe
+            assert str(message["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
+            assert link.group(1) in text_of(message)
+        else:
+            assert unsubscribe is None and message.get("List-Unsubscribe-Post") is None
+        korean = task in reserved
+        assert ("김민수" in text_of(message) or "6월" in text_of(message)) is korean
+        assert message.as_bytes().isascii() is not korean  # 8-bit parts arrive as sent, with BODY=8BITMIME
+
+    log = exim.mainlog()
+    received = [line for line in log.splitlines() if " <= " in line]
+    assert len(received) == len(tasks)
+    assert all("A=plain:mailer" in line and " X=TLS" in line for line in received)
+    # Exim's M8S: 8 = the client said BODY=8BITMIME, 0 = it said nothing (7-bit DATA).
+    assert [re.search(r" M8S=(\d)", line).group(1) for line in received] == ["0"] * 3 + ["8"] * 3
+
+
+def test_without_the_ca_tasks_stay_pending_and_after_the_fix_a_restarted_worker_sends_each_once(
+    transactional_db, user, worker_factory, exim, fast_lead, client
+):
+    first = worker_factory("w1", extra_env=relay_env(exim, cafile=""))  # only the system's CAs: not the relay's
+    due = timezone.now() + timedelta(seconds=2)
+    tasks = [create(user, "welcome", "a@example.com", ASCII), create(user, "newsletter", "b@example.com", ASCII)]
+    tasks.append(create(user, "reminder", "c@example.com", ASCII, due=due))
+
+    def refused() -> bool:
+        logs = Task.objects.filter(pk__in=[t.pk for t in tasks]).values_list("log", flat=True)
+        return all("certificate verify failed" in log for log in logs)
+
+    wait_until(refused, timeout=40, interval=0.2, what="every task to meet the refusal")
+    for task in tasks:
+        task.refresh_from_db()
+        assert task.status in ("queued", "running") and task.failed is False, task.log
+        assert "relay refused: SSLCertVerificationError" in task.log
+        assert "giving up" not in task.log
+    assert Delivery.objects.filter(task__in=tasks, status="sent").count() == 0
+    assert exim.delivered() == []
+    report = health_report()
+    assert report["relay"]["refused"] is True and "certificate verify failed" in report["relay"]["reason"]
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["relay"]["refused"] is True
+
+    stop_process(first)
+    before = len(exim.mainlog())
+    second = worker_factory("w2", extra_env=relay_env(exim, cafile=str(exim.tls.ca)))  # the setting fixed
+    wait_until(lambda: all_finished(tasks), timeout=60, interval=0.2, what="every task to go out")
+    for task in tasks:
+        task.refresh_from_db()
+        assert task.failed is False, task.log
+    ids = message_ids(tasks)
+    wait_until(lambda: len(exim.delivered()) >= len(ids), timeout=10, what="Exim to deliver to the Maildir")
+    assert sorted(str(m["Message-ID"]) for m in exim.delivered()) == sorted(ids)  # each once
+    assert health_report()["relay"] == {"ok": True, "refused": False}
+
+    stop_process(second)  # a stopping worker says QUIT, so Exim logs a clean close
+    wait_until(lambda: "closed by QUIT" in exim.mainlog()[before:], timeout=10, what="QUIT in Exim's log")
+    after = exim.mainlog()[before:]
+    assert "non-properly terminated" not in after
+    assert not re.search(r"SMTP connection from \(.*\) lost", after), after
