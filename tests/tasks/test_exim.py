@@ -83,7 +83,8 @@ def text_of(message) -> str:  # noqa: ANN001
 def test_every_template_goes_through_exim_now_and_reserved_8bit_with_8bitmime_unsubscribe_only_on_bulk(
     transactional_db, user, worker_factory, exim, fast_lead
 ):
-    worker_factory(extra_env=relay_env(exim, cafile=str(exim.tls.ca)))
+    idle = {"EMAIL_IDLE_SECONDS": "2", "WORKER_MAINTENANCE_INTERVAL": "1"}
+    worker = worker_factory(extra_env=relay_env(exim, cafile=str(exim.tls.ca)) | idle)
     due = timezone.now() + timedelta(seconds=3)
     # ASCII first: Exim keeps a session's M8S at 8 once a message in it said BODY=8BITMIME.
     now_tasks = [create(user, t, f"{t}-now@example.com", ASCII) for t in TEMPLATES]
@@ -118,6 +119,11 @@ def test_every_template_goes_through_exim_now_and_reserved_8bit_with_8bitmime_un
     assert all("A=plain:mailer" in line and " X=TLS" in line for line in received)
     # Exim's M8S: 8 = the client said BODY=8BITMIME, 0 = it said nothing (7-bit DATA).
     assert [re.search(r" M8S=(\d)", line).group(1) for line in received] == ["0"] * 3 + ["8"] * 3
+
+    # Idle for EMAIL_IDLE_SECONDS, the running worker closes its session with QUIT (no server timeout).
+    wait_until(lambda: "closed by QUIT" in exim.mainlog(), timeout=10, what="the idle session's QUIT")
+    assert worker.poll() is None
+    assert "SMTP command timeout" not in exim.mainlog()
 
 
 def test_without_the_ca_tasks_stay_pending_and_after_the_fix_a_restarted_worker_sends_each_once(

@@ -322,3 +322,19 @@ def test_locmem_mail_does_not_touch_the_relay_state(send_now, fresh_session):
     assert Task.objects.get(pk=task.pk).status == "finished"
     assert len(django_mail.outbox) == 1
     assert health_report()["relay"] == {"ok": True, "refused": False}
+
+
+def test_the_workers_maintenance_step_closes_the_idle_relay_connection_with_quit(settings, tls_files, fresh_session):
+    with TlsRelay(tls_files) as relay:
+        use_relay(settings, relay, cafile=tls_files.ca)
+        settings.EMAIL_IDLE_SECONDS = 0.2
+        assert _send(session, "a@example.com", "one") == {"a@example.com": None}
+        worker = django_rq.get_worker("high", "default", "low")
+        worker.register_birth()  # maintenance re-registers a worker Redis forgot: it needs its birth
+        worker.run_maintenance_tasks()
+        assert relay.handler.commands == []  # used just now: kept
+        time.sleep(0.3)
+        worker.run_maintenance_tasks()
+        wait_until(lambda: relay.handler.commands == ["QUIT"], timeout=5, what="QUIT")
+        assert session.close_if_idle() is False  # nothing left to close
+        worker.register_death()
