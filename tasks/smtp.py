@@ -261,6 +261,7 @@ def _for_relay(envelope: Envelope, wire: smtplib.SMTP) -> tuple[bytes, list[str]
     """
     if envelope.data.isascii():
         return envelope.data, []
+    wire.ehlo_or_helo_if_needed()  # Django's open() says EHLO only for STARTTLS or a login
     if wire.has_extn("8bitmime"):
         return envelope.data, EIGHT_BIT
     return encode(envelope.message, seven_bit=True), []

@@ -338,3 +338,13 @@ def test_the_workers_maintenance_step_closes_the_idle_relay_connection_with_quit
         wait_until(lambda: relay.handler.commands == ["QUIT"], timeout=5, what="QUIT")
         assert session.close_if_idle() is False  # nothing left to close
         worker.register_death()
+
+
+def test_a_plain_relay_without_tls_or_login_also_gets_body_8bitmime(smtp):
+    """Django's backend says EHLO only for STARTTLS or a login; the 8-bit decision must not depend on it."""
+    mine = MailSession()
+    assert _send(mine, "k@example.com", KOREAN) == {"k@example.com": None}
+    mine.shutdown()
+    (received,) = smtp.received
+    assert KOREAN in received.message.get_payload(0).get_payload(decode=True).decode("utf-8")
+    assert "8bit" in str(received.message.get_payload(0)["Content-Transfer-Encoding"])
