@@ -37,5 +37,10 @@ class RelayBackend(SmtpBackend):
 
 
 def is_relay_refused(exc: BaseException) -> bool:
-    """True when the relay refuses us as a whole: TLS verification or handshake failed, or the login (535)."""
+    """True when the relay refuses us as a whole: TLS verification or handshake failed, or the login (535).
+
+    A TLS session that merely ends (EOF, close_notify) is a dropped connection: transient, as any other.
+    """
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return False
     return isinstance(exc, ssl.SSLError | smtplib.SMTPAuthenticationError)

@@ -7,6 +7,7 @@ The relay is aiosmtpd on loopback with certificates from a throw-away CA (tests.
 from __future__ import annotations
 
 import shutil
+import smtplib
 import ssl
 import threading
 import time
@@ -348,3 +349,24 @@ def test_a_plain_relay_without_tls_or_login_also_gets_body_8bitmime(smtp):
     (received,) = smtp.received
     assert KOREAN in received.message.get_payload(0).get_payload(decode=True).decode("utf-8")
     assert "8bit" in str(received.message.get_payload(0)["Content-Transfer-Encoding"])
+
+
+@pytest.mark.parametrize(
+    ("error", "refused", "permanent"),
+    [
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), True, False),
+        (ssl.SSLError(1, "sslv3 alert handshake failure"), True, False),
+        (smtplib.SMTPAuthenticationError(535, b"5.7.8 Authentication credentials invalid"), True, False),
+        (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), False, False),
+        (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), False, False),
+        (smtplib.SMTPDataError(451, b"try later"), False, False),
+        (smtplib.SMTPDataError(554, b"rejected"), False, True),
+    ],
+)
+def test_relay_refusals_are_neither_permanent_nor_plain_transient(error, refused, permanent):
+    from tasks.mail import describe, is_permanent
+    from tasks.relay import is_relay_refused
+
+    assert is_relay_refused(error) is refused
+    assert is_permanent(error) is permanent
+    assert describe(error).startswith("relay refused: ") is refused
