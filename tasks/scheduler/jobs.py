@@ -132,13 +132,13 @@ def _delete(task_id: int) -> None:
         job = Job.fetch(job_id_for(task_id), connection=connection)
     except NoSuchJobError:
         return
-    with contextlib.suppress(InvalidJobOperation):  # already cancelled
-        job.cancel()
     try:
+        with contextlib.suppress(InvalidJobOperation):  # already cancelled
+            job.cancel()
         job.delete()
     except (NoSuchJobError, ValueError) as exc:
-        # A worker picked the job up meanwhile (rq raises ValueError for its vanished execution
-        # record); the task row decides whether that job sends anything.
+        # A worker picked the job up or finished it meanwhile (rq raises ValueError for a vanished
+        # execution record, in cancel as in delete); the task row decides whether it sends anything.
         logger.info("job changed while deleting task_id=%s: %s", task_id, exc)
 
 

@@ -108,4 +108,7 @@ def test_the_csv_export_writes_an_odd_stored_context(user, text):
     finally:
         csv.field_size_limit(limit)
     shown = row[header.index("context")]
-    assert shown == (text if text_depth(text) > 16 else json.dumps(json.loads(text), ensure_ascii=False))
+    if text_depth(text) > 16:  # written as stored (PostgreSQL's jsonb stores it with its own spacing)
+        assert "".join(shown.split()) == "".join(text.split())
+    else:
+        assert shown == json.dumps(json.loads(text), ensure_ascii=False)
