@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from tasks import services
@@ -124,6 +125,26 @@ def test_every_template_goes_through_exim_now_and_reserved_8bit_with_8bitmime_un
     wait_until(lambda: "closed by QUIT" in exim.mainlog(), timeout=10, what="the idle session's QUIT")
     assert worker.poll() is None
     assert "SMTP command timeout" not in exim.mainlog()
+
+    # One-click unsubscribe (RFC 8058) at the URL from a delivered header, as a mailbox provider
+    # posts it (no session, no CSRF token): the next newsletter to that address is recorded
+    # suppressed and never reaches Exim; transactional mail to it still does.
+    newsletter = next(m for m in delivered if ids[str(m["Message-ID"])].template == "newsletter")
+    url = re.search(r"<(https://[^>]+/u/[^>]+)>", str(newsletter["List-Unsubscribe"])).group(1)
+    path = "/" + url.split("/", 3)[3]
+    one_click = Client(enforce_csrf_checks=True).post(
+        path, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
+    assert one_click.status_code == 200
+    address = str(newsletter["To"])
+    again = [create(user, "newsletter", address, ASCII), create(user, "welcome", address, ASCII)]
+    wait_until(lambda: all_finished(again), timeout=40, interval=0.2, what="the sends after unsubscribing")
+    assert Delivery.objects.get(task=again[0]).status == "suppressed"
+    assert Delivery.objects.get(task=again[1]).status == "sent"
+    welcome_id = Delivery.objects.get(task=again[1]).message_id
+    wait_until(lambda: len(exim.delivered()) >= len(ids) + 1, timeout=10, what="the welcome at Exim")
+    later = [m for m in exim.delivered() if str(m["Message-ID"]) not in ids]
+    assert [str(m["Message-ID"]) for m in later] == [welcome_id]
 
 
 def test_without_the_ca_tasks_stay_pending_and_after_the_fix_a_restarted_worker_sends_each_once(
