@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives
 from django.template import Context, Engine
 
-from subscriptions.tokens import unsubscribe_links
+from subscriptions.tokens import Links, unsubscribe_links
 from tasks.recipients import StoredRecipient
 from tasks.relay import is_relay_refused
 
@@ -118,6 +118,12 @@ def _render_parts(
     return subject, body, html
 
 
+def _bulk_links(template: str, recipient: str) -> Links | None:
+    """The recipient's unsubscribe links for a bulk template; None for a transactional one."""
+    meta = template_meta(template)
+    return unsubscribe_links(address=recipient, list_name=meta.list_name) if meta.bulk else None
+
+
 def render_message(
     *, template: str, context: dict[str, Any], recipient: str, message_id: str, to: str | None = None
 ) -> EmailMultiAlternatives:
@@ -129,14 +135,11 @@ def render_message(
     (that link, and a mailto: where UNSUBSCRIBE_MAILTO is set) and List-Unsubscribe-Post.
     """
     headers = {"Message-ID": message_id}
-    meta = template_meta(template)
-    url = None
-    if meta.bulk:
-        links = unsubscribe_links(address=recipient, list_name=meta.list_name)
-        url = links.url
+    links = _bulk_links(template, recipient)
+    if links is not None:
         headers["List-Unsubscribe"] = links.header()
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    subject, body, html = _render_parts(template, context, recipient, url)
+    subject, body, html = _render_parts(template, context, recipient, links.url if links else None)
     message = EmailMultiAlternatives(subject=subject, body=body, to=[to or recipient], headers=headers)
     if html is not None:
         message.attach_alternative(html, "text/html")
@@ -148,9 +151,8 @@ def check_renders(*, template: str, context: dict[str, Any], recipient: str = "c
 
     Returns the subject, for the caller's header checks (tasks.validation).
     """
-    meta = template_meta(template)
-    url = unsubscribe_links(address=recipient, list_name=meta.list_name).url if meta.bulk else None
-    subject, _body, _html = _render_parts(template, context, recipient, url)
+    links = _bulk_links(template, recipient)
+    subject, _body, _html = _render_parts(template, context, recipient, links.url if links else None)
     return subject
 
 

@@ -113,14 +113,8 @@ class MailSession:
         """
         if not _smtp_configured():
             return message
-        encoding = message.encoding or settings.DEFAULT_CHARSET
         try:
-            return Envelope(
-                message=message,
-                sender=_sender(message.from_email, encoding),
-                recipients=[_sanitize(address, encoding) for address in message.recipients()],
-                data=encode(message),
-            )
+            return _envelope(message)
         except Exception:  # noqa: BLE001 - prepare() encodes again and reports the error as the send's
             return message
 
@@ -135,10 +129,7 @@ class MailSession:
         """
         backend = self.backend()
         if isinstance(backend, SmtpBackend) and backend.connection is not None:
-            envelope = item if isinstance(item, Envelope) else self.encode(item)
-            if not isinstance(envelope, Envelope):
-                encode(envelope)  # raises the encoding error for this recipient
-                raise RuntimeError("the message could not be encoded")
+            envelope = item if isinstance(item, Envelope) else _envelope(item)  # raises an encoding error
             wire = backend.connection
             data, options = _for_relay(envelope, wire)
             send = partial(wire.sendmail, envelope.sender, envelope.recipients, data, mail_options=options)
@@ -212,6 +203,16 @@ class MailSession:
 
     def __exit__(self, *exc: Any) -> None:
         self.end_job()
+
+
+def _envelope(message: EmailMessage) -> Envelope:
+    encoding = message.encoding or settings.DEFAULT_CHARSET
+    return Envelope(
+        message=message,
+        sender=_sender(message.from_email, encoding),
+        recipients=[_sanitize(address, encoding) for address in message.recipients()],
+        data=encode(message),
+    )
 
 
 @lru_cache(maxsize=4)
