@@ -15,6 +15,7 @@ from django.http.response import HttpResponseBase
 from django.template.response import SimpleTemplateResponse
 from django.utils import translation
 from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.openapi import AutoSchema as BaseAutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
@@ -50,6 +51,27 @@ class FieldErrorsScheme(OpenApiSerializerExtension):
                 ]
             },
         }
+
+
+class AtLeastOneFieldScheme(OpenApiSerializerExtension):
+    """A PATCH body (every field optional): at least one property, and no property it does not list."""
+
+    target_class = "tasks.serializers.TaskEditInputSerializer"
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        return {**schema, "minProperties": 1, "additionalProperties": False}
+
+
+class RequiredPatchBodySchema(BaseAutoSchema):
+    """drf-spectacular marks a body required only when it has a required property; a PATCH body with every field
+    optional is still required (an empty one is refused), so say so."""
+
+    def _get_request_body(self, direction: str = "request") -> dict[str, Any] | None:
+        body = super()._get_request_body(direction)
+        if body is not None and self.method == "PATCH":
+            body["required"] = True
+        return body
 
 
 def _error(description: str, detail: str, code: str) -> OpenApiResponse:

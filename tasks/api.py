@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
-from reservemail.api_schema import api_responses
+from reservemail.api_schema import RequiredPatchBodySchema, api_responses
 from reservemail.authentication import API_AUTHENTICATION
 from reservemail.http import signed_in
 from reservemail.parsers import SafeJSONParser
@@ -33,9 +33,9 @@ from tasks.serializers import (
     TaskCancelOutputSerializer,
     TaskCreateInputSerializer,
     TaskDetailOutputSerializer,
+    TaskEditInputSerializer,
     TaskListQuerySerializer,
     TaskOutputSerializer,
-    TaskRescheduleInputSerializer,
 )
 from tasks.services.change import raise_state
 
@@ -158,6 +158,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     authentication_classes = API_AUTHENTICATION
     serializer_class = TaskOutputSerializer
     http_method_names = ["get", "post", "patch", "head", "options"]
+    schema = RequiredPatchBodySchema()
     parser_classes = [SafeJSONParser]
     pagination_class = TaskPagination
 
@@ -230,14 +231,22 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return 201, TaskOutputSerializer(task).data
 
     @extend_schema(
-        summary="Reschedule a reservation",
-        description="Only `scheduled_at` can change, and only while the task is `reserved` (else 409).",
-        request=TaskRescheduleInputSerializer,
+        summary="Edit a reservation",
+        description="Change any of `recipients`, `template`, `context`, `description` and `scheduled_at` (at least "
+        "one; fields as when creating, checked the same way) while the task is `reserved`. Parts not sent stay as "
+        "they are; a changed time moves the send. Once the task is `running` or ended the answer is 409 and "
+        "nothing changes: the edit and the worker's start are ordered, so an accepted edit is what goes out.",
+        request=TaskEditInputSerializer,
         **api_responses({200: TaskOutputSerializer}, errors=[400, 401, 403, 404, 409, 415]),
         examples=[
             OpenApiExample("Move", request_only=True, value={"scheduled_at": "2026-06-02T09:00:00+09:00"}),
             OpenApiExample(
-                "Moved",
+                "Fix the content",
+                request_only=True,
+                value={"context": {"name": "Readers of the June issue"}, "description": "June newsletter (fixed)"},
+            ),
+            OpenApiExample(
+                "Edited",
                 response_only=True,
                 status_codes=["200"],
                 value={**TASK_EXAMPLE, "reserved_at": "2026-06-02T09:00:00+09:00"},
@@ -255,8 +264,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     )
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         task = self.get_object()
-        data = _valid(TaskRescheduleInputSerializer, request.data)
-        task = services.reschedule_task(owner=signed_in(request), task_id=task.pk, scheduled_at=data["scheduled_at"])
+        changes = services.ReservationChanges(**_valid(TaskEditInputSerializer, request.data))
+        task = services.edit_reservation(owner=signed_in(request), task_id=task.pk, changes=changes)
         return Response(TaskOutputSerializer(task).data)
 
     @extend_schema(

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from tasks.display import read_stored
 from tasks.exceptions import ReservationError
@@ -187,23 +188,37 @@ class TaskCreateInputSerializer(ClosedSerializer):
         self.fields["template"].choices = [(name, name) for name in available_templates()]  # type: ignore[attr-defined]
 
 
-class TaskRescheduleInputSerializer(serializers.Serializer):
-    """The PATCH body: the reservation's new time, required."""
+class TaskEditInputSerializer(TaskCreateInputSerializer):
+    """The PATCH body: any of the create body's fields (their definitions inherited), at least one.
 
-    scheduled_at = LocalDateTimeField(
-        help_text=_("The new time, ISO 8601; a value without an offset is read in the user's time zone.")
-    )
+    Fields it does not know are refused by name; ``scheduled_at`` may not be null (a reservation stays one).
+    """
+
+    unknown_hints = {
+        **TaskCreateInputSerializer.unknown_hints,
+        "status": _("Unknown field. To cancel, POST to the task's cancel/ endpoint."),
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.required = False
+            field.default = empty
+        self.fields["scheduled_at"].allow_null = False
+        self.fields["scheduled_at"].help_text = _(
+            "The new time, ISO 8601 (as when creating); the same time as now is no change."
+        )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
-        if unknown:
+        attrs = super().validate(attrs)
+        if not attrs:
             raise serializers.ValidationError(
-                {name: [_("Only scheduled_at can be changed.")] for name in unknown}, code="read_only"
+                _("Give at least one of: %(fields)s.") % {"fields": ", ".join(self.fields)}, code="no_changes"
             )
         return attrs
 
-    # Never partial, though it is a PATCH body: drf-spectacular sets ``partial`` for PATCH and would then make
-    # every field optional in the schema (a ``Patched...`` component) while the server requires scheduled_at.
+    # Never partial, though it is a PATCH body: drf-spectacular sets ``partial`` for PATCH, which would only
+    # rename the component (``Patched...``); every field is optional here anyway.
     @property
     def partial(self) -> bool:
         return False

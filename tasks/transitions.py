@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -400,21 +400,42 @@ def send_now(*, task_id: int, queue: str) -> bool:
     return bool(won)
 
 
+def edit_reserved(*, task_id: int, changes: Mapping[str, object], who: str) -> Task | None:
+    """RESERVED -> RESERVED with ``changes`` (content, description, time); None if the task is not RESERVED.
+
+    Lock, check, then one conditional update, in the caller's transaction: ordered in the database
+    against the worker's claim (itself a conditional update from RESERVED). Either this commits
+    first and the claim reads the edited row, or the claim commits first and this matches no row.
+    ``changes`` maps Task fields (template, recipients, context, description, reserved_at) to values.
+    """
+    return _rewrite(task_id, changes, f"edited by {who}: {', '.join(sorted(changes)) or 'nothing'}")
+
+
 def reschedule(*, task_id: int, scheduled_at: datetime) -> Task | None:
-    """RESERVED -> RESERVED at ``scheduled_at``: lock, check, save in the caller's transaction; None if not RESERVED."""
+    """RESERVED -> RESERVED at ``scheduled_at`` (edit_reserved of the time alone); None if not RESERVED."""
+    return _rewrite(task_id, {"reserved_at": scheduled_at}, "")
+
+
+def _rewrite(task_id: int, changes: Mapping[str, object], line: str) -> Task | None:
     _allowed((S.RESERVED,), S.RESERVED)
-    task = Task.objects.select_for_update().get(pk=task_id)
-    if task.status != S.RESERVED:
+    row = Task.objects.select_for_update().filter(pk=task_id).values_list("status", "reserved_at").first()
+    if row is None or row[0] != S.RESERVED:
         return None
-    old = task.reserved_at
-    task.reserved_at = scheduled_at
-    task.save(update_fields=["reserved_at"])
-    note(task_id=task_id, line=f"rescheduled from {old.isoformat() if old else '-'}")
+    old = row[1]
+    due = changes.get("reserved_at")
+    if isinstance(due, datetime) and due != old:
+        moved = f"rescheduled from {old.isoformat() if old else '-'}"
+        line = f"{line}; {moved}" if line else moved
+    line = line or "rescheduled to the same time"
+    if not _move(sources=(S.RESERVED,), target=S.RESERVED, where=Q(pk=task_id), log=append_log(line), **changes):
+        return None  # cannot happen under the lock; refuse rather than guess
+    task = Task.objects.get(pk=task_id)
     notify_reserve(task)
     logger.info(
-        "task rescheduled task_id=%s due=%s",
+        "task changed task_id=%s fields=%s due=%s",
         task_id,
-        scheduled_at.isoformat(),
+        ",".join(sorted(changes)),
+        task.reserved_at.isoformat() if task.reserved_at else "-",
         extra=task_fields(task, "reserved->reserved"),
     )
     return task

@@ -180,11 +180,12 @@ def test_generated_client_drives_every_operation(client_package, server, user, s
     since = float(polled.headers["X-Server-Time"])
     later = due + timedelta(hours=1)
     moved = tasks_update.sync_detailed(
-        reserved.id, client=api, body=models.TaskRescheduleInputRequest(scheduled_at=later)
+        reserved.id, client=api, body=models.TaskEditInputRequest(scheduled_at=later, description="Later, fixed")
     )
     assert moved.status_code == 200 and moved.parsed.reserved_at == later
+    assert moved.parsed.description == "Later, fixed"
     too_soon = tasks_update.sync_detailed(
-        reserved.id, client=api, body=models.TaskRescheduleInputRequest(scheduled_at=timezone.now())
+        reserved.id, client=api, body=models.TaskEditInputRequest(scheduled_at=timezone.now())
     )
     assert too_soon.status_code == 400 and isinstance(too_soon.parsed, models.FieldErrors)
     assert too_soon.parsed["scheduled_at"]

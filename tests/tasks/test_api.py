@@ -369,7 +369,7 @@ def test_patch_of_queued_task_is_409(api, user, django_capture_on_commit_callbac
     }
 
 
-def test_patch_bad_time_and_other_fields_are_400(api, user, django_capture_on_commit_callbacks):
+def test_patch_bad_time_unknown_fields_and_empty_body_are_400(api, user, django_capture_on_commit_callbacks):
     task = reserve(user, django_capture_on_commit_callbacks)
     before = body_of(task)
     soon = api.patch(f"/api/tasks/{task.pk}/", {"scheduled_at": timezone.now().isoformat()}, format="json")
@@ -377,12 +377,23 @@ def test_patch_bad_time_and_other_fields_are_400(api, user, django_capture_on_co
     assert (soon.status_code, soon.json()) == (400, {"detail": message, "code": "invalid", "scheduled_at": [message]})
     other = api.patch(
         f"/api/tasks/{task.pk}/",
-        {"scheduled_at": (timezone.now() + timedelta(hours=1)).isoformat(), "description": "changed"},
+        {"scheduled_at": (timezone.now() + timedelta(hours=1)).isoformat(), "status": "finished", "owner": 2},
         format="json",
     )
-    assert (other.status_code, other.json()) == (400, {"description": ["Only scheduled_at can be changed."]})
+    assert (other.status_code, other.json()) == (
+        400,
+        {
+            "owner": ["Unknown field."],
+            "status": ["Unknown field. To cancel, POST to the task's cancel/ endpoint."],
+        },
+    )
     missing = api.patch(f"/api/tasks/{task.pk}/", {}, format="json")
-    assert (missing.status_code, missing.json()) == (400, {"scheduled_at": ["This field is required."]})
+    assert (missing.status_code, missing.json()) == (
+        400,
+        {"non_field_errors": ["Give at least one of: template, recipients, context, description, scheduled_at."]},
+    )
+    null = api.patch(f"/api/tasks/{task.pk}/", {"scheduled_at": None}, format="json")
+    assert (null.status_code, null.json()) == (400, {"scheduled_at": ["This field may not be null."]})
     assert body_of(task) == before
 
 

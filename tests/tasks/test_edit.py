@@ -1,0 +1,328 @@
+"""Editing a reservation: the service (edit_reservation), PATCH /api/tasks/{id}/, the task page's form, the admin."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+from rq.registry import ScheduledJobRegistry
+
+from notifications.models import Notification
+from tasks import scheduler, services, transitions
+from tasks.exceptions import ReservationError, TaskNotFoundError, TaskStateError
+from tasks.mail import MailSpec
+from tasks.models import Task
+from tasks.services import ReservationChanges
+
+pytestmark = pytest.mark.django_db
+
+MAIL = MailSpec(template="welcome", recipients=("a@example.com", "b@example.com"), context={"name": "A"})
+
+
+def scheduled_score(conn, task_id, queue="high"):
+    return conn.zscore(ScheduledJobRegistry(queue, connection=conn).key, str(task_id))
+
+
+def reserve(user, capture, *, seconds=600):
+    due = timezone.now() + timedelta(seconds=seconds)
+    with capture(execute=True):
+        return services.reserve_task(owner=user, scheduled_at=due, mail=MAIL, description="June news")
+
+
+def row(task):
+    task.refresh_from_db()
+    return {
+        "status": task.status,
+        "template": task.template,
+        "recipients": task.recipients,
+        "context": task.context,
+        "description": task.description,
+        "reserved_at": task.reserved_at,
+    }
+
+
+def edit(user, task, capture, **changes):
+    with capture(execute=True) as callbacks:
+        result = services.edit_reservation(owner=user, task_id=task.pk, changes=ReservationChanges(**changes))
+    return result, callbacks
+
+
+# --- the service ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"context": {"name": "Zed"}}, {"context": {"name": "Zed"}}),
+        ({"description": "  July news  "}, {"description": "July news"}),
+        ({"template": "reminder"}, {"template": "reminder"}),
+        (
+            {"recipients": "Carol <c@example.com>, a@example.com, A@example.com"},
+            {"recipients": [{"address": "c@example.com", "name": "Carol"}, "a@example.com"]},
+        ),
+        (
+            {"recipients": [{"address": "d@example.com", "name": "Dee", "context": {"name": "D"}}]},
+            {"recipients": [{"address": "d@example.com", "name": "Dee", "context": {"name": "D"}}]},
+        ),
+    ],
+    ids=["context", "description", "template", "recipients-text", "recipients-object"],
+)
+def test_edit_reservation_changes_each_field_and_nothing_else(
+    user, redis_conn, django_capture_on_commit_callbacks, changes, expected
+):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    before = row(task)
+    score = scheduled_score(redis_conn, task.pk)
+    result, callbacks = edit(user, task, django_capture_on_commit_callbacks, **changes)
+    assert row(task) == {**before, **expected}
+    assert {k: getattr(result, k) for k in expected} == expected
+    assert callbacks == []  # the time did not change: the job stays where it was
+    assert scheduled_score(redis_conn, task.pk) == score
+    assert f"edited by alice: {next(iter(expected))}" in task.log
+    entry = Notification.objects.get(owner=user, name="task_reserve").payload["data"][0]
+    assert (entry["task_id"], entry["description"], entry["status"]) == (task.pk, task.description, "reserved")
+
+
+def test_edit_reservation_time_moves_the_job(user, redis_conn, django_capture_on_commit_callbacks, settings):
+    settings.JOB_RELEASE_LEAD = 1.0
+    task = reserve(user, django_capture_on_commit_callbacks)
+    old_due = task.reserved_at
+    new_due = timezone.now().replace(microsecond=0) + timedelta(hours=2)
+    result, callbacks = edit(
+        user, task, django_capture_on_commit_callbacks, scheduled_at=new_due, description="Later news"
+    )
+    assert len(callbacks) == 1
+    assert row(task)["reserved_at"] == result.reserved_at == new_due
+    assert task.description == "Later news"
+    assert scheduled_score(redis_conn, task.pk) == int(new_due.timestamp()) - 1
+    assert redis_conn.zcard(ScheduledJobRegistry("high", connection=redis_conn).key) == 1
+    assert f"edited by alice: description, reserved_at; rescheduled from {old_due.isoformat()}" in task.log
+    entry = Notification.objects.get(owner=user, name="task_reserve").payload["data"][0]
+    assert (entry["reserved_at"], entry["description"]) == (new_due.isoformat(), "Later news")
+
+
+def test_edit_reservation_same_time_is_no_move(user, redis_conn, django_capture_on_commit_callbacks, settings):
+    settings.RESERVATION_MIN_LEAD = 60
+    task = reserve(user, django_capture_on_commit_callbacks, seconds=30 + 60)
+    score = scheduled_score(redis_conn, task.pk)
+    settings.RESERVATION_MIN_LEAD = 600  # the current time would now be too soon, but it is not a change
+    _, callbacks = edit(user, task, django_capture_on_commit_callbacks, scheduled_at=task.reserved_at, context={})
+    assert callbacks == []
+    assert scheduled_score(redis_conn, task.pk) == score
+    assert row(task)["context"] == {}
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "field"),
+    [
+        ({}, "Give at least one part", None),
+        ({"recipients": "not-an-address"}, "is not a valid e-mail address", "recipients"),
+        ({"recipients": ""}, "Enter at least one recipient", "recipients"),
+        ({"template": "nope"}, "Unknown template", "template"),
+        ({"context": {"name": "x" * 300}}, "The subject would be", "context"),
+        ({"context": {"n": float("nan")}}, "not finite", "context"),
+        ({"description": "   "}, "A description is required", "description"),
+        ({"scheduled_at": "soon"}, "must include a time zone", "scheduled_at"),
+        ({"scheduled_at": "past"}, "at least 60 seconds", "scheduled_at"),
+        ({"scheduled_at": "far", "context": {"name": "ok"}}, "within 365 days", "scheduled_at"),
+    ],
+)
+def test_edit_reservation_bad_input_changes_nothing(
+    user, redis_conn, django_capture_on_commit_callbacks, changes, error, field
+):
+    times = {
+        "soon": (timezone.now() + timedelta(hours=1)).replace(tzinfo=None),
+        "past": timezone.now() - timedelta(minutes=1),
+        "far": timezone.now() + timedelta(days=400),
+    }
+    changes = {k: times.get(v, v) if k == "scheduled_at" else v for k, v in changes.items()}
+    task = reserve(user, django_capture_on_commit_callbacks)
+    before, log, score = row(task), task.log, scheduled_score(redis_conn, task.pk)
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(ReservationError, match=error) as caught:
+        services.edit_reservation(owner=user, task_id=task.pk, changes=ReservationChanges(**changes))
+    assert caught.value.field == field
+    assert callbacks == []
+    assert row(task) == before and task.log == log
+    assert scheduled_score(redis_conn, task.pk) == score
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        ("running", "is already being sent and can no longer be changed"),
+        ("finished", "has already finished"),
+        ("canceled", "was canceled"),
+        ("queued", "is queued to be sent now"),
+    ],
+)
+def test_edit_reservation_once_it_left_is_a_state_error(user, django_capture_on_commit_callbacks, status, message):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    Task.objects.filter(pk=task.pk).update(status=status)
+    before = row(task)
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(TaskStateError, match=message) as caught:
+        services.edit_reservation(
+            owner=user, task_id=task.pk, changes=ReservationChanges(context={"name": "late"}, description="late")
+        )
+    assert caught.value.code == f"task_{status}"
+    assert callbacks == []
+    assert row(task) == before
+
+
+def test_edit_reservation_after_the_claim_is_refused_and_the_claim_reads_what_was_committed(
+    user, django_capture_on_commit_callbacks
+):
+    """The claim is a conditional update from RESERVED: once it committed, the edit matches no row."""
+    task = reserve(user, django_capture_on_commit_callbacks)
+    edit(user, task, django_capture_on_commit_callbacks, context={"name": "Edited"})
+    Task.objects.filter(pk=task.pk).update(reserved_at=timezone.now() - timedelta(seconds=1))
+    assert transitions.claim_own(task_id=task.pk, now=timezone.now()) is True
+    with pytest.raises(TaskStateError, match="already being sent"):
+        edit(user, task, django_capture_on_commit_callbacks, context={"name": "Too late"})
+    assert row(task)["context"] == {"name": "Edited"}
+
+
+def test_edit_reservation_of_other_user_is_not_found(user, other_user, django_capture_on_commit_callbacks):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    before = row(task)
+    with pytest.raises(TaskNotFoundError):
+        services.edit_reservation(owner=other_user, task_id=task.pk, changes=ReservationChanges(description="mine"))
+    assert row(task) == before
+
+
+def test_edit_reservation_by_staff_edits_any_task(user, django_capture_on_commit_callbacks):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    edit(None, task, django_capture_on_commit_callbacks, description="Fixed by staff")
+    assert row(task)["description"] == "Fixed by staff"
+    assert "edited by staff: description" in task.log
+
+
+def test_edit_reservation_checks_the_mail_as_it_would_be(user, django_capture_on_commit_callbacks):
+    """A template change is checked with the context that stays, and the other way round."""
+    task = reserve(user, django_capture_on_commit_callbacks)
+    edit(user, task, django_capture_on_commit_callbacks, context={"title": "t" * 260})  # welcome ignores title
+    before = row(task)
+    with pytest.raises(ReservationError, match="The subject would be"):
+        edit(user, task, django_capture_on_commit_callbacks, template="reminder")  # whose subject shows it
+    assert row(task) == before
+
+
+# --- the API: PATCH /api/tasks/{id}/ --------------------------------------------------------------
+
+
+def iso(dt):
+    text = timezone.localtime(dt).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+@pytest.fixture
+def api(user):
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"context": {"name": "Zed"}}, {"context": {"name": "Zed"}}),
+        ({"description": "July news"}, {"description": "July news"}),
+        ({"template": "reminder"}, {"template": "reminder"}),
+        ({"recipients": ["Carol <c@example.com>"]}, {"recipients": ["Carol <c@example.com>"]}),
+    ],
+    ids=["context", "description", "template", "recipients"],
+)
+def test_patch_edits_each_field(api, user, redis_conn, django_capture_on_commit_callbacks, body, expected):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    before = row(task)
+    score = scheduled_score(redis_conn, task.pk)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = api.patch(f"/api/tasks/{task.pk}/", body, format="json")
+    assert response.status_code == 200
+    answer = response.json()
+    assert {k: answer[k] for k in expected} == expected
+    assert (answer["id"], answer["status"], answer["reserved_at"]) == (task.pk, "reserved", iso(task.reserved_at))
+    changed = {k: v for k, v in row(task).items() if v != before[k]}
+    assert set(changed) == set(expected)
+    assert callbacks == [] and scheduled_score(redis_conn, task.pk) == score
+
+
+def test_patch_time_and_content_together(api, user, redis_conn, django_capture_on_commit_callbacks):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    later = (timezone.now() + timedelta(hours=5)).replace(microsecond=0)
+    body = {"scheduled_at": later.isoformat(), "context": {"name": "New"}, "recipients": ["x@example.com"]}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.patch(f"/api/tasks/{task.pk}/", body, format="json")
+    assert response.status_code == 200
+    assert row(task) == {
+        "status": "reserved",
+        "template": "welcome",
+        "recipients": ["x@example.com"],
+        "context": {"name": "New"},
+        "description": "June news",
+        "reserved_at": later,
+    }
+    assert response.json()["reserved_at"] == iso(later)
+    assert scheduled_score(redis_conn, task.pk) == scheduler.release_time(later).timestamp()
+
+
+@pytest.mark.parametrize("status", ["running", "finished", "canceled"])
+def test_patch_once_running_or_ended_is_409(api, user, django_capture_on_commit_callbacks, status):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    Task.objects.filter(pk=task.pk).update(status=status)
+    before = row(task)
+    response = api.patch(f"/api/tasks/{task.pk}/", {"context": {"name": "late"}}, format="json")
+    assert response.status_code == 409
+    message = {
+        "running": f"Task #{task.pk} is already being sent and can no longer be changed.",
+        "finished": f"Task #{task.pk} has already finished.",
+        "canceled": f"Task #{task.pk} was canceled.",
+    }[status]
+    assert response.json() == {"detail": message, "code": f"task_{status}"}
+    assert row(task) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"recipients": []}, {"recipients": ["This list may not be empty."]}),
+        ({"recipients": "a@example.com"}, {"recipients": ['Expected a list of items but got type "str".']}),
+        ({"template": "nope"}, {"template": ['"nope" is not a valid choice.']}),
+        ({"context": [1]}, {"context": ['Expected a dictionary of items but got type "list".']}),
+        ({"description": ""}, {"description": ["This field may not be blank."]}),
+        (
+            {"recipients": ["bad"]},
+            {
+                "detail": "“bad” is not a valid e-mail address.",
+                "code": "invalid",
+                "recipients": ["“bad” is not a valid e-mail address."],
+            },
+        ),
+        (
+            {"description": "   "},
+            {"description": ["This field may not be blank."]},
+        ),
+        (
+            {"reserved_at": "2030-01-01T00:00:00Z"},
+            {"reserved_at": ["Unknown field. To reserve the mail for later, use scheduled_at."]},
+        ),
+    ],
+)
+def test_patch_bad_input_is_400_and_changes_nothing(api, user, django_capture_on_commit_callbacks, body, expected):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    before = row(task)
+    response = api.patch(f"/api/tasks/{task.pk}/", body, format="json")
+    assert (response.status_code, response.json()) == (400, expected)
+    assert row(task) == before
+
+
+def test_patch_of_other_users_task_is_404(api, other_user, django_capture_on_commit_callbacks):
+    task = reserve(other_user, django_capture_on_commit_callbacks)
+    before = row(task)
+    response = api.patch(f"/api/tasks/{task.pk}/", {"description": "mine"}, format="json")
+    assert (response.status_code, response.json()) == (
+        404,
+        {"detail": "No Task matches the given query.", "code": "not_found"},
+    )
+    assert row(task) == before
