@@ -13,6 +13,9 @@ from django.utils.translation import gettext_lazy as _
 
 from tasks.exceptions import ReservationError
 from tasks.mail import available_templates, template_variables
+from tasks.models import Task
+from tasks.recipients import label_of
+from tasks.services import ReservationChanges
 from tasks.validation import CONTEXT_MAX_DEPTH, aware_in_zone
 
 CONTEXT_PREFIX = "ctx_"
@@ -155,3 +158,60 @@ class RescheduleForm(forms.Form):
         if due <= timezone.now():
             raise forms.ValidationError(_("This time has already passed. Choose a time in the future."))
         return due
+
+
+def _initial_of(task: Task) -> dict[str, Any]:
+    """The edit form's values for ``task``: its own fields typed back, the context split as the mail form splits it.
+
+    Text values of the names the task's template reads go to their fields; the rest goes to the JSON box.
+    """
+    context = dict(task.context or {})
+    typed = {
+        CONTEXT_PREFIX + name: context.pop(name)
+        for name in template_variables(task.template)
+        if isinstance(context.get(name), str)
+    }
+    due = timezone.localtime(task.reserved_at).replace(second=0, microsecond=0) if task.reserved_at else None
+    return {
+        "recipients": "\n".join(label_of(entry) for entry in task.recipients),
+        "template": task.template,
+        "description": task.description,
+        "context": json.dumps(context, ensure_ascii=False) if context else "",
+        "scheduled_at": due,
+        **typed,
+    }
+
+
+class ReservationEditForm(MailForm):
+    """The mail form for a reservation that has not left yet: the same fields and checks, prefilled from the task.
+
+    ``changes()`` says what to hand to the service: the recipients only if their text was changed (so
+    per-recipient data of the ones kept as they were is not lost), the time only if another minute was chosen.
+    """
+
+    def __init__(self, *args: Any, task: Task, **kwargs: Any) -> None:
+        self.shown = _initial_of(task)
+        kwargs.setdefault("initial", self.shown)
+        super().__init__(*args, **kwargs)
+        del self.fields["reserve"]
+        self.fields["scheduled_at"].required = True
+        self.fields["scheduled_at"].error_messages["required"] = _("Choose when to send the mail.")
+
+    def clean_scheduled_at(self) -> datetime | None:
+        due = self.cleaned_data.get("scheduled_at")
+        if due is None or due == self.shown["scheduled_at"]:
+            return None  # unchanged: the task keeps its exact time
+        if due <= timezone.now():
+            raise forms.ValidationError(_("This time has already passed. Choose a time in the future."))
+        return due
+
+    def changes(self) -> ReservationChanges:
+        data = self.cleaned_data
+        typed = data["recipients"].strip()
+        return ReservationChanges(
+            recipients=typed if typed != self.shown["recipients"].strip() else None,
+            template=data["template"],
+            context=data["context"],
+            description=data["description"],
+            scheduled_at=data["scheduled_at"],
+        )

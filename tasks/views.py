@@ -15,12 +15,12 @@ from django.views.decorators.http import require_GET, require_POST
 from reservemail.exceptions import ReservemailError
 from reservemail.http import AuthedRequest
 from tasks import services
-from tasks.exceptions import TaskNotFoundError
-from tasks.forms import MailForm, RescheduleForm, template_context_names
+from tasks.exceptions import TaskNotFoundError, TaskStateError
+from tasks.forms import MailForm, RescheduleForm, ReservationEditForm, template_context_names
 from tasks.health import health_report
 from tasks.mail import MailSpec
 from tasks.models import Task
-from tasks.selectors import get_task_shown_of, list_deliveries_of, list_history_of
+from tasks.selectors import get_task_of, get_task_shown_of, list_deliveries_of, list_history_of
 
 HISTORY_PAGE_SIZE = 20
 DELIVERIES_PAGE_SIZE = 100
@@ -76,6 +76,41 @@ def detail(request: AuthedRequest, task_id: int) -> HttpResponse:
     deliveries = Paginator(list_deliveries_of(task), DELIVERIES_PAGE_SIZE).get_page(request.GET.get("page"))
     form = RescheduleForm(initial={"scheduled_at": timezone.localtime(task.reserved_at)} if task.reserved_at else None)
     return render(request, "tasks/detail.html", {"task": task, "deliveries": deliveries, "reschedule_form": form})
+
+
+@login_required
+def edit(request: AuthedRequest, task_id: int) -> HttpResponse:
+    """Edit a reservation with the mail form's fields; once it has left, say so on its page."""
+    try:
+        task = get_task_of(request.user, task_id)
+    except TaskNotFoundError as exc:
+        raise Http404(str(exc)) from exc
+    if request.method != "POST" and task.status != Task.Status.RESERVED:  # a POST is told by the service
+        messages.error(request, _("Mail #%(id)s can no longer be edited: it is %(status)s.") % _shown(task))
+        return redirect("tasks:detail", task_id=task.pk)
+    form = ReservationEditForm(request.POST or None, task=task)
+    if request.method == "POST" and form.is_valid():
+        try:
+            task = services.edit_reservation(owner=request.user, task_id=task.pk, changes=form.changes())
+        except TaskStateError as exc:
+            form.add_error(None, exc.message)
+        except ReservemailError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(
+                request,
+                _("Mail #%(id)s saved; it will be sent at %(when)s (%(zone)s).")
+                % {"id": task.pk, "when": _when(task), "zone": timezone.get_current_timezone_name()},
+            )
+            return redirect("tasks:detail", task_id=task.pk)
+    if request.method == "POST":
+        messages.error(request, _("The reservation was not changed. Please correct the marked fields."))
+    context = {"form": form, "task": task, "template_names": template_context_names()}
+    return render(request, "tasks/edit.html", context)
+
+
+def _shown(task: Task) -> dict[str, object]:
+    return {"id": task.pk, "status": task.get_status_display()}
 
 
 def _back(request: HttpRequest) -> HttpResponse:

@@ -5,7 +5,7 @@
 
   var form = document.getElementById("mail-form");
   if (!form) return;
-  var reserve = form.querySelector("input[name=reserve]");
+  var reserve = form.querySelector("input[name=reserve]"); // absent when editing a reservation: always reserved
   var when = document.getElementById("when-group");
   var picker = form.querySelector("input[name=scheduled_at]");
   var template = form.querySelector("select[name=template]");
@@ -35,11 +35,15 @@
     picker.min = nowInZone();
   }
 
+  function reserving() {
+    return !reserve || reserve.checked;
+  }
+
   function showWhen() {
-    when.hidden = !reserve.checked;
-    picker.required = reserve.checked;
-    submit.textContent = reserve.checked ? submit.dataset.reserveLabel : submit.dataset.sendLabel;
-    if (reserve.checked && !picker.value) {
+    when.hidden = !reserving();
+    picker.required = reserving();
+    submit.textContent = reserving() ? submit.dataset.reserveLabel : submit.dataset.sendLabel;
+    if (reserving() && !picker.value) {
       // Suggest ten minutes from now, on a whole minute (left empty across midnight).
       refreshMin();
       var base = picker.min.split("T");
@@ -58,7 +62,7 @@
     });
   }
 
-  reserve.addEventListener("change", showWhen);
+  if (reserve) reserve.addEventListener("change", showWhen);
   template.addEventListener("change", showContextFields);
   refreshMin();
   setInterval(refreshMin, 30000);

@@ -326,3 +326,137 @@ def test_patch_of_other_users_task_is_404(api, other_user, django_capture_on_com
         {"detail": "No Task matches the given query.", "code": "not_found"},
     )
     assert row(task) == before
+
+
+# --- the task page's Edit form ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def signed_in(client, user):
+    client.force_login(user)
+    return client
+
+
+def local_input(dt):
+    """What the datetime-local picker holds (the user's zone is Asia/Seoul)."""
+    return timezone.localtime(dt, timezone=timezone.get_fixed_timezone(9 * 60)).strftime("%Y-%m-%dT%H:%M")
+
+
+def shown_form(client, task):
+    """The edit form's fields as the page renders them."""
+    response = client.get(f"/tasks/{task.pk}/edit/")
+    assert response.status_code == 200
+    form = response.context["form"]
+    values = {name: form[name].value() for name in form.fields}
+    # The picker's value: the form gives the time naive, already in the user's zone.
+    return {k: v.strftime("%Y-%m-%dT%H:%M") if hasattr(v, "tzinfo") else v for k, v in values.items() if v is not None}
+
+
+def test_task_page_links_to_the_edit_form_only_while_reserved(signed_in, user, django_capture_on_commit_callbacks):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    assert f'href="/tasks/{task.pk}/edit/"' in signed_in.get(f"/tasks/{task.pk}/").content.decode()
+    Task.objects.filter(pk=task.pk).update(status="running")
+    assert "/edit/" not in signed_in.get(f"/tasks/{task.pk}/").content.decode()
+    response = signed_in.get(f"/tasks/{task.pk}/edit/", follow=True)
+    assert response.redirect_chain == [(f"/tasks/{task.pk}/", 302)]
+    assert f"Mail #{task.pk} can no longer be edited: it is Running." in response.content.decode()
+
+
+def test_edit_form_is_prefilled_from_the_task_in_the_users_zone(signed_in, user, django_capture_on_commit_callbacks):
+    mail = MailSpec(
+        template="welcome",
+        recipients=("Ann <a@example.com>", "b@example.com"),
+        context={"name": "Ann", "site_name": "Shop", "extra": [1, 2]},
+    )
+    due = timezone.now() + timedelta(hours=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        task = services.reserve_task(owner=user, scheduled_at=due, mail=mail, description="Hello")
+    values = shown_form(signed_in, task)
+    assert values["recipients"] == "Ann <a@example.com>\nb@example.com"
+    assert (values["template"], values["description"]) == ("welcome", "Hello")
+    assert (values["ctx_name"], values["ctx_site_name"]) == ("Ann", "Shop")
+    assert values["context"] == '{"extra": [1, 2]}'
+    assert "reserve" not in values
+    rendered = signed_in.get(f"/tasks/{task.pk}/edit/").content.decode()
+    assert f'value="{local_input(due)}"' in rendered
+
+
+def test_edit_form_saves_context_and_time_and_moves_the_job(
+    signed_in, user, redis_conn, django_capture_on_commit_callbacks
+):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    later = (timezone.now() + timedelta(hours=4)).replace(second=0, microsecond=0)
+    data = {**shown_form(signed_in, task), "ctx_name": "Edited", "scheduled_at": local_input(later)}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_in.post(f"/tasks/{task.pk}/edit/", data, follow=True)
+    assert response.redirect_chain == [(f"/tasks/{task.pk}/", 302)]
+    assert f"Mail #{task.pk} saved; it will be sent at" in response.content.decode()
+    assert row(task) == {
+        "status": "reserved",
+        "template": "welcome",
+        "recipients": ["a@example.com", "b@example.com"],
+        "context": {"name": "Edited"},
+        "description": "June news",
+        "reserved_at": later,
+    }
+    assert scheduled_score(redis_conn, task.pk) == scheduler.release_time(later).timestamp()
+
+
+def test_edit_form_unchanged_time_and_recipients_are_kept_exactly(
+    signed_in, user, redis_conn, django_capture_on_commit_callbacks
+):
+    """The picker shows minutes; a time left as shown keeps its seconds, recipients left as shown keep their data."""
+    mail = MailSpec(
+        template="welcome",
+        recipients=({"address": "d@example.com", "name": "Dee", "context": {"name": "D"}},),
+        context={},
+    )
+    due = timezone.now().replace(second=42) + timedelta(hours=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        task = services.reserve_task(owner=user, scheduled_at=due, mail=mail, description="Hello")
+    score = scheduled_score(redis_conn, task.pk)
+    data = shown_form(signed_in, task)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = signed_in.post(f"/tasks/{task.pk}/edit/", {**data, "description": "Hi"})
+    assert response.status_code == 302
+    assert callbacks == []
+    assert row(task)["reserved_at"] == due and task.description == "Hi"
+    assert task.recipients == [{"address": "d@example.com", "name": "Dee", "context": {"name": "D"}}]
+    assert scheduled_score(redis_conn, task.pk) == score
+
+
+def test_edit_form_shows_errors_and_changes_nothing(signed_in, user, django_capture_on_commit_callbacks):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    before = row(task)
+    data = shown_form(signed_in, task)
+    past = local_input(timezone.now() - timedelta(hours=1))
+    response = signed_in.post(
+        f"/tasks/{task.pk}/edit/", {**data, "recipients": "nope", "context": "[1]", "scheduled_at": past}
+    )
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert errors["context"] == ['Enter a JSON object, e.g. {"name": "Alice"}.']
+    assert errors["scheduled_at"] == ["This time has already passed. Choose a time in the future."]
+    response = signed_in.post(f"/tasks/{task.pk}/edit/", {**data, "recipients": "nope"})
+    assert response.context["form"].errors["recipients"] == ["“nope” is not a valid e-mail address."]
+    assert row(task) == before
+
+
+def test_edit_form_when_the_send_started_meanwhile_says_so(signed_in, user, django_capture_on_commit_callbacks):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    data = shown_form(signed_in, task)
+    Task.objects.filter(pk=task.pk).update(status="running")  # the worker claimed it while the form was open
+    before = row(task)
+    response = signed_in.post(f"/tasks/{task.pk}/edit/", {**data, "ctx_name": "late"})
+    assert response.status_code == 200
+    assert response.context["form"].non_field_errors() == [
+        f"Task #{task.pk} is already being sent and can no longer be changed."
+    ]
+    assert row(task) == before
+
+
+def test_edit_form_of_other_users_task_is_404(signed_in, other_user, django_capture_on_commit_callbacks):
+    task = reserve(other_user, django_capture_on_commit_callbacks)
+    assert signed_in.get(f"/tasks/{task.pk}/edit/").status_code == 404
+    assert signed_in.post(f"/tasks/{task.pk}/edit/", {"description": "mine"}).status_code == 404
+    assert row(task)["description"] == "June news"
