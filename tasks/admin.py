@@ -15,9 +15,9 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -27,11 +27,12 @@ from reservemail.exceptions import ReservemailError
 from reservemail.rq_dashboard import DashboardAdmin
 from tasks import services
 from tasks.display import preview_json
-from tasks.forms import MailForm
+from tasks.exceptions import TaskNotFoundError
+from tasks.forms import MailForm, ReservationEditForm
 from tasks.mail import MailSpec
 from tasks.models import PENDING, Delivery, Task
 from tasks.recipients import label_of
-from tasks.selectors import with_context_text
+from tasks.selectors import get_task_of, with_context_text
 
 S = Task.Status
 # Why a task in this status is skipped by an action, per action.
@@ -258,6 +259,44 @@ class TaskAdmin(admin.ModelAdmin):
         status = task.get_status_display()
         self.message_user(request, _("Mail #%(id)s is %(status)s.") % {"id": task.pk, "status": status})
         return task
+
+    # --- "edit reservation" ---------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        edit = path("<int:task_id>/edit/", self.admin_site.admin_view(self.edit_view), name="tasks_task_edit")
+        return [edit, *super().get_urls()]
+
+    def edit_view(self, request: HttpRequest, task_id: int) -> HttpResponse:
+        """Edit a reservation through edit_reservation (the mail form's fields); state fields stay read-only."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        try:
+            task = get_task_of(None, task_id)
+        except TaskNotFoundError as exc:
+            raise Http404(str(exc)) from exc
+        back = HttpResponseRedirect(reverse("admin:tasks_task_change", args=[task.pk]))
+        if request.method != "POST" and task.status != S.RESERVED:
+            self.message_user(request, _("is not reserved (%s)") % task.get_status_display(), messages.WARNING)
+            return back
+        form = ReservationEditForm(request.POST or None, task=task)
+        if request.method == "POST" and form.is_valid():
+            try:
+                task = services.edit_reservation(owner=None, task_id=task.pk, changes=form.changes())
+            except ReservemailError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                self.log_change(request, task, _("reservation edited through the admin"))
+                self.message_user(request, _("Mail #%(id)s saved.") % {"id": task.pk}, messages.SUCCESS)
+                return back
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": task,
+            "title": _("Edit reservation #%(id)s") % {"id": task.pk},
+            "form": form,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/tasks/task/edit.html", context)
 
 
 if admin.site.is_registered(Dashboard):  # RQ_SHOW_ADMIN_LINK: swap in the permission-checking one

@@ -90,6 +90,7 @@ def edit_reservation(*, owner: AbstractBaseUser | None, task_id: int, changes: R
     if due is not None and moved:
         ensure_reservable(due, now=timezone.now())
         updates["reserved_at"] = due
+    updates = {name: value for name, value in updates.items() if value != getattr(task, name)}  # the log names these
     edited = transitions.edit_reserved(task_id=task.pk, changes=updates, who=_who(owner))
     if edited is None:  # cannot happen under the lock
         raise_state(Task.objects.get(pk=task_id), "edit")

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -459,4 +460,72 @@ def test_edit_form_of_other_users_task_is_404(signed_in, other_user, django_capt
     task = reserve(other_user, django_capture_on_commit_callbacks)
     assert signed_in.get(f"/tasks/{task.pk}/edit/").status_code == 404
     assert signed_in.post(f"/tasks/{task.pk}/edit/", {"description": "mine"}).status_code == 404
+    assert row(task)["description"] == "June news"
+
+
+# --- the admin ------------------------------------------------------------------------------------
+
+
+def test_admin_edits_a_reservation_through_the_service(
+    admin_client, user, redis_conn, django_capture_on_commit_callbacks
+):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    change = f"/admin/tasks/task/{task.pk}/change/"
+    page = admin_client.get(change).content.decode()
+    assert f'href="/admin/tasks/task/{task.pk}/edit/"' in page and 'name="_save"' not in page  # still read-only
+    response = admin_client.get(f"/admin/tasks/task/{task.pk}/edit/")
+    form = response.context["form"]
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data["scheduled_at"] = data["scheduled_at"].strftime("%Y-%m-%dT%H:%M")
+    later = timezone.localtime(timezone.now() + timedelta(days=1)).replace(second=0, microsecond=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            f"/admin/tasks/task/{task.pk}/edit/",
+            {**data, "ctx_name": "Admin", "description": "Fixed", "scheduled_at": later.strftime("%Y-%m-%dT%H:%M")},
+            follow=True,
+        )
+    assert response.redirect_chain == [(change, 302)]
+    assert [m.message for m in response.context["messages"]] == [f"Mail #{task.pk} saved."]
+    assert row(task) == {
+        "status": "reserved",
+        "template": "welcome",
+        "recipients": ["a@example.com", "b@example.com"],
+        "context": {"name": "Admin"},
+        "description": "Fixed",
+        "reserved_at": later,
+    }
+    assert "edited by staff: context, description, reserved_at; rescheduled from" in task.log
+    assert scheduled_score(redis_conn, task.pk) == scheduler.release_time(later).timestamp()
+
+
+def test_admin_edit_errors_are_form_errors_and_change_nothing(admin_client, user, django_capture_on_commit_callbacks):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    before = row(task)
+    response = admin_client.get(f"/admin/tasks/task/{task.pk}/edit/")
+    form = response.context["form"]
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data["scheduled_at"] = data["scheduled_at"].strftime("%Y-%m-%dT%H:%M")
+    response = admin_client.post(f"/admin/tasks/task/{task.pk}/edit/", {**data, "recipients": "nope"})
+    assert response.status_code == 200
+    assert response.context["form"].errors["recipients"] == ["“nope” is not a valid e-mail address."]
+    Task.objects.filter(pk=task.pk).update(status="running")
+    response = admin_client.post(f"/admin/tasks/task/{task.pk}/edit/", {**data, "ctx_name": "late"})
+    assert response.context["form"].non_field_errors() == [
+        f"Task #{task.pk} is already being sent and can no longer be changed."
+    ]
+    assert row(task) == {**before, "status": "running"}
+    page = admin_client.get(f"/admin/tasks/task/{task.pk}/change/").content.decode()
+    assert "/edit/" not in page
+    response = admin_client.get(f"/admin/tasks/task/{task.pk}/edit/", follow=True)
+    assert response.redirect_chain == [(f"/admin/tasks/task/{task.pk}/change/", 302)]
+
+
+def test_admin_edit_needs_the_change_permission(client, django_user_model, user, django_capture_on_commit_callbacks):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    staff = django_user_model.objects.create_user(username="viewer", password="pw-viewer-123", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_task"))
+    client.force_login(staff)
+    assert "/edit/" not in client.get(f"/admin/tasks/task/{task.pk}/change/").content.decode()
+    assert client.get(f"/admin/tasks/task/{task.pk}/edit/").status_code == 403
+    assert client.post(f"/admin/tasks/task/{task.pk}/edit/", {"description": "x"}).status_code == 403
     assert row(task)["description"] == "June news"
