@@ -32,7 +32,8 @@ def _forget_job(task_id: int) -> None:
         logger.warning("could not remove job task_id=%s error=%s; its claim will fail", task_id, exc)
 
 
-def _move_job(task_id: int, due: datetime, queue_name: str) -> None:
+def move_job(task_id: int, due: datetime, queue_name: str) -> None:
+    """After commit: move the task's job to ``due``; a queue error is logged and noted, the reconciler repairs it."""
     try:
         scheduler.reschedule(task_id=task_id, due=due, queue_name=queue_name)
     except scheduler.QueueError as exc:
@@ -60,7 +61,8 @@ class Canceled:
         return _("Mail #%(id)s canceled; nothing was sent.") % {"id": self.task.pk}
 
 
-def _who(owner: Owner) -> str:
+def who_of(owner: Owner) -> str:
+    """The name a task's log gives the one who changed it: the username, or ``staff`` (owner=None)."""
     return getattr(owner, "username", "staff")
 
 
@@ -72,7 +74,7 @@ def cancel_reserve(*, owner: Owner, task_id: int) -> Canceled:
     TaskStateError (409); another user's task raises TaskNotFoundError.
     """
     task = get_task_of(owner, task_id)
-    if transitions.cancel_pending(task_id=task.pk, who=_who(owner), now=timezone.now()):
+    if transitions.cancel_pending(task_id=task.pk, who=who_of(owner), now=timezone.now()):
         transaction.on_commit(partial(_forget_job, task.pk))
         return Canceled(task=Task.objects.get(pk=task.pk))
     task.refresh_from_db()
@@ -92,10 +94,10 @@ def cancel_task(*, owner: Owner, task_id: int) -> Canceled:
     """
     task = get_task_of(owner, task_id)
     now = timezone.now()
-    if transitions.cancel_pending(task_id=task.pk, who=_who(owner), now=now):
+    if transitions.cancel_pending(task_id=task.pk, who=who_of(owner), now=now):
         transaction.on_commit(partial(_forget_job, task.pk))
         return Canceled(task=Task.objects.get(pk=task.pk))
-    stopped = transitions.stop(task_id=task.pk, who=_who(owner), now=now)
+    stopped = transitions.stop(task_id=task.pk, who=who_of(owner), now=now)
     if stopped is not None:
         return Canceled(task=stopped.task, stopped=True, sent=stopped.sent, total=stopped.total)
     task.refresh_from_db()
@@ -125,7 +127,7 @@ def reschedule_task(*, owner: Owner, task_id: int, scheduled_at: datetime) -> Ta
     task = transitions.reschedule(task_id=task_id, scheduled_at=scheduled_at)
     if task is None:
         raise_state(Task.objects.get(pk=task_id), "reschedule")
-    transaction.on_commit(partial(_move_job, task.pk, scheduled_at, task.queue))
+    transaction.on_commit(partial(move_job, task.pk, scheduled_at, task.queue))
     return task
 
 

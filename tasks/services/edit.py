@@ -24,7 +24,7 @@ from tasks.exceptions import ReservationError
 from tasks.mail import MailSpec
 from tasks.models import Task
 from tasks.selectors import get_task_of
-from tasks.services.change import _move_job, _who, raise_state
+from tasks.services.change import move_job, raise_state, who_of
 from tasks.validation import clean_mail, ensure_description, ensure_reservable
 
 
@@ -91,9 +91,9 @@ def edit_reservation(*, owner: AbstractBaseUser | None, task_id: int, changes: R
         ensure_reservable(due, now=timezone.now())
         updates["reserved_at"] = due
     updates = {name: value for name, value in updates.items() if value != getattr(task, name)}  # the log names these
-    edited = transitions.edit_reserved(task_id=task.pk, changes=updates, who=_who(owner))
+    edited = transitions.edit_reserved(task_id=task.pk, changes=updates, who=who_of(owner))
     if edited is None:  # cannot happen under the lock
         raise_state(Task.objects.get(pk=task_id), "edit")
     if moved and due is not None:
-        transaction.on_commit(partial(_move_job, edited.pk, due, edited.queue))
+        transaction.on_commit(partial(move_job, edited.pk, due, edited.queue))
     return edited
