@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +61,15 @@ class StoredContextField(serializers.Field):
     def to_representation(self, value: Any) -> Any:
         text = getattr(value, "context_text", None)
         return value.context if text is None else read_stored(text)
+
+
+class TextField(serializers.CharField):
+    """A CharField that takes text (or a finite number, as DRF does), never 1e400 read as infinity and kept as "inf"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, float) and not math.isfinite(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class ClosedSerializer(serializers.Serializer):
@@ -172,7 +182,7 @@ class TaskCreateInputSerializer(ClosedSerializer):
             "and 16 KB as JSON."
         ),
     )
-    description = serializers.CharField(max_length=200, help_text=_("Shown in the history and the notifications."))
+    description = TextField(max_length=200, help_text=_("Shown in the history and the notifications."))
     scheduled_at = LocalDateTimeField(
         required=False,
         allow_null=True,

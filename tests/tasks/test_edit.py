@@ -318,6 +318,15 @@ def test_patch_bad_input_is_400_and_changes_nothing(api, user, django_capture_on
     assert row(task) == before
 
 
+def test_patch_description_too_big_a_number_is_400(api, user, django_capture_on_commit_callbacks):
+    """JSON's 1e400 reads as infinity; a CharField would keep it as the text "inf"."""
+    task = reserve(user, django_capture_on_commit_callbacks)
+    before = row(task)
+    response = api.patch(f"/api/tasks/{task.pk}/", '{"description": 1e400}', content_type="application/json")
+    assert (response.status_code, response.json()) == (400, {"description": ["Not a valid string."]})
+    assert row(task) == before
+
+
 def test_patch_of_other_users_task_is_404(api, other_user, django_capture_on_commit_callbacks):
     task = reserve(other_user, django_capture_on_commit_callbacks)
     before = row(task)
