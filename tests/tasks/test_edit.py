@@ -1,9 +1,11 @@
 """Editing a reservation: the service (edit_reservation), PATCH /api/tasks/{id}/, the task page's form, the admin."""
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -538,3 +540,89 @@ def test_admin_edit_needs_the_change_permission(client, django_user_model, user,
     assert client.get(f"/admin/tasks/task/{task.pk}/edit/").status_code == 403
     assert client.post(f"/admin/tasks/task/{task.pk}/edit/", {"description": "x"}).status_code == 403
     assert row(task)["description"] == "June news"
+
+
+# --- ordering against the claim, two connections -----------------------------------------------------
+
+
+def _in_thread(target):
+    """Run ``target`` in a thread with its own database connection; its result or exception lands in the dict."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["result"] = target()
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def _due_reservation(user):
+    due = timezone.now() + timedelta(minutes=10)
+    task = services.reserve_task(owner=user, scheduled_at=due, mail=MAIL, description="June news")
+    Task.objects.filter(pk=task.pk).update(reserved_at=timezone.now() - timedelta(seconds=1))  # due now
+    return task
+
+
+def test_edit_waits_for_an_open_claim_and_is_then_refused(transactional_db, user):
+    task = _due_reservation(user)
+    claimed, release = threading.Event(), threading.Event()
+
+    def claim():
+        with transaction.atomic():
+            won = transitions.claim_own(task_id=task.pk, now=timezone.now())
+            claimed.set()
+            release.wait(10)
+        return won
+
+    claimer, claim_out = _in_thread(claim)
+    assert claimed.wait(10)
+    editor, edit_out = _in_thread(
+        lambda: services.edit_reservation(
+            owner=user, task_id=task.pk, changes=ReservationChanges(context={"name": "late"})
+        )
+    )
+    editor.join(0.5)
+    assert editor.is_alive(), "the edit must wait for the claim's transaction"
+    release.set()
+    claimer.join(10)
+    editor.join(20)
+    assert claim_out == {"result": True}
+    assert isinstance(edit_out.get("error"), TaskStateError) and edit_out["error"].code == "task_running"
+    assert row(task)["context"] == {"name": "A"}
+
+
+def test_claim_waits_for_an_open_edit_and_then_reads_the_edited_row(transactional_db, user):
+    task = _due_reservation(user)
+    edited, release = threading.Event(), threading.Event()
+
+    def edit():
+        with transaction.atomic():
+            services.edit_reservation(
+                owner=user,
+                task_id=task.pk,
+                changes=ReservationChanges(context={"name": "first"}, recipients=["z@example.com"]),
+            )
+            edited.set()
+            release.wait(10)
+
+    def claim():
+        with transaction.atomic():
+            won = transitions.claim_own(task_id=task.pk, now=timezone.now())
+            return won, Task.objects.filter(pk=task.pk).values_list("context", "recipients").get()
+
+    editor, edit_out = _in_thread(edit)
+    assert edited.wait(10)
+    claimer, claim_out = _in_thread(claim)
+    claimer.join(0.5)
+    assert claimer.is_alive(), "the claim must wait for the edit's transaction"
+    release.set()
+    editor.join(10)
+    claimer.join(20)
+    assert edit_out == {"result": None}
+    assert claim_out == {"result": (True, ({"name": "first"}, ["z@example.com"]))}
