@@ -139,6 +139,8 @@ class Received:
     rcpt_tos: list[str]
     message: Message
     at: float
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM parameters: BODY=8BITMIME, SMTPUTF8, SIZE=
+    data: bytes = b""  # DATA as received
 
     @property
     def message_id(self) -> str:
@@ -199,8 +201,16 @@ class SinkHandler:
             if answer:
                 self.events.append(("answer", first, time.time()))
                 return answer
+            content = bytes(envelope.content)
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.content), time.time())
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    message_from_bytes(content),
+                    time.time(),
+                    list(envelope.mail_options),
+                    content,
+                )
             )
         hold = self.reply_delay_for.pop(first, 0.0)
         if hold:
@@ -209,12 +219,15 @@ class SinkHandler:
 
 
 class SmtpSink:
-    """A real SMTP server on a free loopback port, in a thread of this process."""
+    """A real SMTP server on a free loopback port, in a thread of this process.
 
-    def __init__(self) -> None:
+    ``smtputf8`` makes it announce and accept SMTPUTF8 (RFC 6531); without it, it announces neither.
+    """
+
+    def __init__(self, *, smtputf8: bool = False) -> None:
         self.handler = SinkHandler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8)
 
     def start(self) -> SmtpSink:
         self.controller.start()
