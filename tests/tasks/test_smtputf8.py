@@ -282,3 +282,19 @@ def test_a_relay_without_smtputf8_fails_just_that_recipient_for_good(
     assert not django_rq.get_queue("default").scheduled_job_registry.get_job_ids()  # no retry anywhere
     run_worker()
     assert len(smtp.received) == 2
+
+
+def test_a_suppressed_utf8_address_gets_no_more_bulk_mail(user, settings, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    from subscriptions.services import suppress_address
+
+    settings.EMAIL_SMTPUTF8 = True
+    suppress_address(address=KIM, list_name="newsletter", how="page")
+    task = send_now(user, django_capture_on_commit_callbacks, (KIM, "b@example.com"), template="newsletter")
+    run_worker()
+    assert dict(Delivery.objects.filter(task=task).values_list("address", "status")) == {
+        KIM: "suppressed",
+        "b@example.com": "sent",
+    }
+    assert [m.to for m in mail.outbox] == [["b@example.com"]]
