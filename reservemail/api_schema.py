@@ -148,7 +148,7 @@ def api_responses(
     headers = list(parameters)
     if 401 in errors:
         headers.append(_header("WWW-Authenticate", [401], "`Token`: the scheme to authenticate with."))
-    retry = [code for code in (429, 503) if code in errors]
+    retry: list[int] = [code for code in (429, 503) if code in errors]
     if retry:
         headers.append(_header("Retry-After", retry, "Seconds to wait before trying again.", int))
     if idempotent:
