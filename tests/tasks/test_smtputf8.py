@@ -12,21 +12,25 @@ from collections.abc import Iterator
 
 import django_rq
 import pytest
+from aiosmtpd.controller import Controller
+from django.core import mail
 from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
 from reservemail.addresses import validate_address
 from subscriptions.models import Suppression
+from subscriptions.services import suppress_address
 from subscriptions.tokens import unsubscribe_links
 from tasks import services
 from tasks.exceptions import ReservationError
-from tasks.mail import MailSpec
+from tasks.mail import MailSpec, new_message_id, render_message
 from tasks.models import Delivery, Task
-from tasks.smtp import session
+from tasks.smtp import MailSession, Outbox, session
 from tasks.validation import clean_address, clean_recipients
-from tests.harness import SmtpSink
+from tests.harness import SmtpSink, free_port
 from tests.tasks.input_cases import assert_nothing_happened
 from tests.tasks.test_api import client_for
+from tests.tasks.test_relay import RelayHandler
 
 pytestmark = pytest.mark.django_db
 
@@ -285,10 +289,6 @@ def test_a_relay_without_smtputf8_fails_just_that_recipient_for_good(
 
 
 def test_a_suppressed_utf8_address_gets_no_more_bulk_mail(user, settings, django_capture_on_commit_callbacks):
-    from django.core import mail
-
-    from subscriptions.services import suppress_address
-
     settings.EMAIL_SMTPUTF8 = True
     suppress_address(address=KIM, list_name="newsletter", how="page")
     task = send_now(user, django_capture_on_commit_callbacks, (KIM, "b@example.com"), template="newsletter")
@@ -298,3 +298,30 @@ def test_a_suppressed_utf8_address_gets_no_more_bulk_mail(user, settings, django
         "b@example.com": "sent",
     }
     assert [m.to for m in mail.outbox] == [["b@example.com"]]
+
+
+def test_a_relay_with_smtputf8_but_without_8bitmime_gets_7bit_bodies_under_utf8_headers(settings, fresh_session):
+    handler = RelayHandler()
+    handler.announce_8bitmime = False
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=True)
+    controller.start()
+    try:
+        settings.EMAIL_BACKEND = "tasks.relay.RelayBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
+        message = render_message(
+            template="welcome", context={"name": "김민수"}, recipient=KIM, message_id=new_message_id(), to=NAMED_KIM
+        )
+        results: dict[str, BaseException | None] = {}
+        mine = MailSession()
+        with Outbox(mine, settle=results.__setitem__) as outbox:
+            outbox.start(KIM, outbox.encode(message))
+        mine.shutdown()
+    finally:
+        controller.stop()
+    assert results == {KIM: None}
+    ((options, rcpt, data),) = handler.messages
+    assert [o for o in options if not o.startswith("SIZE=")] == ["SMTPUTF8"]
+    assert rcpt == [KIM]
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert f'To: "Kim, Jr." <{KIM}>'.encode() in head
+    assert body.isascii() and b"Content-Transfer-Encoding: quoted-printable" in body  # the name, 7-bit safe
