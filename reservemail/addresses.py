@@ -46,7 +46,17 @@ def _printable(text: str) -> bool:
 
 @deconstructible
 class AddressValidator(EmailValidator):
-    """Django's EmailValidator, plus UTF-8 local parts while EMAIL_SMTPUTF8 is on (read at each call)."""
+    """Django's EmailValidator, plus UTF-8 local parts while EMAIL_SMTPUTF8 is on (read at each call).
+
+    ``utf8=True`` takes them whatever the setting says (an unsubscribe of an address mailed earlier).
+    """
+
+    def __init__(self, *args: Any, utf8: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.utf8 = utf8
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other) and self.utf8 == getattr(other, "utf8", None)
 
     def __call__(self, value: Any) -> None:
         if not isinstance(value, str) or "@" not in value or not needs_smtputf8(value):
@@ -54,7 +64,7 @@ class AddressValidator(EmailValidator):
             return
         user, _at, domain = value.rpartition("@")
         if not (
-            settings.EMAIL_SMTPUTF8
+            (settings.EMAIL_SMTPUTF8 if self.utf8 is None else self.utf8)
             and len(value) <= 320
             and _UTF8_LOCAL.match(user)
             and _printable(user)
@@ -64,6 +74,7 @@ class AddressValidator(EmailValidator):
 
 
 validate_address = AddressValidator()
+validate_any_address = AddressValidator(utf8=True)  # also UTF-8 before the @ while EMAIL_SMTPUTF8 is off
 
 
 class AddressFormField(forms.EmailField):
