@@ -2,9 +2,8 @@
 
 Each class of bad input is refused here, once, with a message for the person who typed it:
 addresses (RFC 5321 limits in octets, no control characters, UTF-8 local parts only with
-EMAIL_SMTPUTF8), the context (a JSON
-object of bounded depth and size, finite numbers, text keys), what reaches the Subject header,
-and times (aware, existing, unambiguous, a real UTC offset).
+EMAIL_SMTPUTF8), the context (a JSON object of bounded depth and size, finite numbers, text keys),
+what reaches the Subject header, and times (aware, existing, unambiguous, a real UTC offset).
 """
 
 from __future__ import annotations
