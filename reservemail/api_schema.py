@@ -136,7 +136,8 @@ ERRORS: dict[int, OpenApiResponse] = {
         "throttled",
     ),
     503: _error(
-        "The queue (Redis) could not be reached; the send was refused and nothing will be sent. Try again.",
+        "The queue (Redis) could not be reached; the send was refused and nothing will be sent. Try again after "
+        "`Retry-After` seconds.",
         "The mail queue is not reachable right now; nothing was sent. Please try again shortly.",
         "queue_unavailable",
     ),
@@ -169,8 +170,9 @@ def api_responses(
     headers = list(parameters)
     if 401 in errors:
         headers.append(_header("WWW-Authenticate", [401], "`Token`: the scheme to authenticate with."))
-    if 429 in errors:
-        headers.append(_header("Retry-After", [429], "Seconds to wait before trying again.", int))
+    retry: list[int] = [code for code in (429, 503) if code in errors]
+    if retry:
+        headers.append(_header("Retry-After", retry, "Seconds to wait before trying again.", int))
     if idempotent:
         headers.append(
             _header(

@@ -230,6 +230,9 @@ EMAIL_SSL_KEYFILE = os.environ.get("EMAIL_SSL_KEYFILE") or None
 # server timeout, and checks (NOOP) a connection idle for more than EMAIL_NOOP_SECONDS before reusing it.
 EMAIL_IDLE_SECONDS = float(os.environ.get("EMAIL_IDLE_SECONDS", "60"))
 EMAIL_NOOP_SECONDS = float(os.environ.get("EMAIL_NOOP_SECONDS", "5"))
+# The relay takes internationalised addresses (SMTPUTF8, RFC 6531): UTF-8 before the @ is accepted
+# in every door and sent with SMTPUTF8 (reservemail.addresses, tasks.smtp); off, such addresses are refused.
+EMAIL_SMTPUTF8 = env_bool("EMAIL_SMTPUTF8", False)
 EMAIL_FILE_PATH = Path(os.environ.get("EMAIL_FILE_PATH", VAR_DIR / "mail"))
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",

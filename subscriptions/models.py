@@ -6,6 +6,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
 
+from reservemail.addresses import AddressField
+
 # The list name of a suppression that covers every bulk list.
 ALL_BULK = ""
 
@@ -22,7 +24,7 @@ class Suppression(models.Model):
         ADMIN = "admin", _("Admin")
         API = "api", _("API")
 
-    address = models.EmailField(_("address"), max_length=254)
+    address = AddressField(_("address"), max_length=254)
     list_name = models.CharField(
         _("list"),
         max_length=100,

@@ -6,10 +6,10 @@ import logging
 import re
 
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
+from reservemail.addresses import validate_any_address
 from subscriptions.exceptions import SuppressionError
 from subscriptions.models import ALL_BULK, Suppression
 
@@ -19,9 +19,11 @@ _LIST_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 def _clean(address: str, list_name: str) -> tuple[str, str]:
+    """Why validate_any_address: a link in mail sent while EMAIL_SMTPUTF8 was on still unsubscribes once it is off;
+    the admin and the API, which people type into, follow the setting (their fields check first)."""
     address = address.strip().lower()
     try:
-        validate_email(address)
+        validate_any_address(address)
     except ValidationError as exc:
         raise SuppressionError(_("Enter a valid email address."), field="address") from exc
     if len(address) > 254:

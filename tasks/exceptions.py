@@ -18,10 +18,15 @@ class TaskStateError(ReservemailError):
 
 
 class QueueUnavailableError(ReservemailError):
-    """Redis could not be reached; the task row records it (HTTP 503)."""
+    """Redis could not be reached; the task row records it (HTTP 503, with ``Retry-After``).
+
+    ``retry_after``: seconds a client should wait before trying again; a restarted or failed-over
+    Redis (Sentinel) is usually back well within it.
+    """
 
     code = "queue_unavailable"
     status = 503
+    retry_after = 30
 
 
 class TaskNotFoundError(ReservemailError):

@@ -161,6 +161,17 @@ def new_message_id() -> str:
     return make_msgid(domain=domain)
 
 
+class SmtpUtf8Unsupported(smtplib.SMTPNotSupportedError):
+    """An address needs SMTPUTF8 (RFC 6531) and the relay does not announce it: that recipient fails for good.
+
+    Raised before anything goes on the wire; retrying cannot help until the relay changes.
+    """
+
+    def __init__(self, address: str) -> None:
+        super().__init__(f"relay does not support SMTPUTF8, which {address} needs")
+        self.address = address
+
+
 def is_permanent(exc: BaseException) -> bool:
     """True for SMTP 5xx answers (do not retry); False for 4xx and connection trouble.
 
@@ -169,6 +180,8 @@ def is_permanent(exc: BaseException) -> bool:
     """
     if is_relay_refused(exc):
         return False
+    if isinstance(exc, SmtpUtf8Unsupported):
+        return True
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _msg in exc.recipients.values()]
         return bool(codes) and all(code >= 500 for code in codes)
@@ -187,6 +200,8 @@ def describe(exc: BaseException) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SmtpUtf8Unsupported):
+        return str(exc)
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return "; ".join(f"{code} {msg.decode(errors='replace')}" for code, msg in exc.recipients.values())
     if isinstance(exc, smtplib.SMTPResponseException):

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from reservemail.addresses import AddressField
 from tasks.exceptions import TaskStateError
 
 SEND_MAIL_JOB = "tasks.jobs.send_task"
@@ -108,7 +109,7 @@ class Delivery(models.Model):
         SUPPRESSED = "suppressed", _("Suppressed (unsubscribed)")
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="deliveries")
-    address = models.EmailField(_("address"), max_length=254)
+    address = AddressField(_("address"), max_length=254)
     name = models.CharField(_("name"), max_length=200, blank=True, default="")
     context = models.JSONField(_("recipient context"), default=dict, blank=True)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)

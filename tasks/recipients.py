@@ -40,13 +40,19 @@ class Recipient:
         return stored
 
     def header(self) -> str:
-        """The ``To:`` value: ``Name <address>`` (quoted as RFC 5322 needs; Django encodes non-ASCII) or the address."""
+        """The ``To:`` value: ``Name <address>`` (quoted as RFC 5322 needs; Django encodes non-ASCII) or the address.
+
+        With UTF-8 before the @ (SMTPUTF8 mail) the value is in RFC 6532 form, the name as it is (tasks.smtp
+        writes that header as UTF-8; RFC 2047 cannot encode an address).
+        """
         if not self.name:
             return self.address
         # formataddr refuses a non-ASCII address: an IDN domain goes in as punycode, as it goes on the wire.
         local, at, domain = self.address.rpartition("@")
         with suppress(UnicodeError):  # validation refused such a domain; an old row is left to the mail package
             domain = domain.encode("idna").decode("ascii")
+        if not local.isascii():
+            return Recipient(address=f"{local}{at}{domain}", name=self.name).label()
         return formataddr((self.name, f"{local}{at}{domain}"))
 
     def label(self) -> str:

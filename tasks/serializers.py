@@ -170,8 +170,8 @@ class TaskCreateInputSerializer(ClosedSerializer):
         max_length=settings.TASK_MAX_RECIPIENTS,
         help_text=_(
             "E-mail addresses, each `address` or `Name <address>` (a name with a comma in quotes: "
-            '`"Name, Jr." <address>`); duplicates are dropped. ASCII before the @, at most 64 characters there '
-            "and 254 in all."
+            '`"Name, Jr." <address>`); duplicates are dropped. ASCII before the @ unless the server sends with '
+            "SMTPUTF8 (EMAIL_SMTPUTF8); at most 64 bytes there and 254 in all."
         ),
     )
     context = serializers.DictField(  # type: ignore[assignment]  # a field, not .context

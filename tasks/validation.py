@@ -1,9 +1,9 @@
 """Checks of a send's input, shared by every door (mail form, admin, API) through the services.
 
 Each class of bad input is refused here, once, with a message for the person who typed it:
-addresses (RFC 5321 limits, no control characters, ASCII local parts), the context (a JSON
-object of bounded depth and size, finite numbers, text keys), what reaches the Subject header,
-and times (aware, existing, unambiguous, a real UTC offset).
+addresses (RFC 5321 limits in octets, no control characters, UTF-8 local parts only with
+EMAIL_SMTPUTF8), the context (a JSON object of bounded depth and size, finite numbers, text keys),
+what reaches the Subject header, and times (aware, existing, unambiguous, a real UTC offset).
 """
 
 from __future__ import annotations
@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.template import TemplateSyntaxError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from reservemail.addresses import validate_address
 from tasks.exceptions import ReservationError
 from tasks.mail import MailSpec, available_templates, check_renders
 from tasks.recipients import Recipient, StoredRecipient, split_entry, split_list
@@ -154,9 +155,10 @@ def _invalid_address(address: str) -> ReservationError:
 def clean_address(address: str) -> str:
     """Return the bare ``address`` (stripped) if it can be sent as it is; raise ReservationError otherwise.
 
-    Refused: control characters anywhere (quoted or not), a non-ASCII local part (it needs
-    SMTPUTF8, which we do not negotiate), a local part over 64 octets, an address over 254 octets
-    (the domain counted in punycode, as it goes on the wire), and whatever Django's validator refuses.
+    Refused: control characters anywhere (quoted or not), a non-ASCII local part while
+    EMAIL_SMTPUTF8 is off (it needs SMTPUTF8; with it on, the local part is kept in NFC, as RFC 6532
+    asks), a local part over 64 octets of UTF-8, an address over 254 octets (the domain counted in
+    punycode, as it goes on the wire), and whatever reservemail.addresses.validate_address refuses.
     """
     address = address.strip()
     char = _control_at(address)
@@ -170,32 +172,42 @@ def clean_address(address: str) -> str:
     if not at or not local or not domain:
         raise _invalid_address(address)
     if not local.isascii():
-        raise ReservationError(
-            _(
-                "“%(address)s” has non-ASCII characters before the @. Sending to it needs a mail server with "
-                "SMTPUTF8, which this service does not use; ask for an address in plain ASCII."
+        if not settings.EMAIL_SMTPUTF8:
+            raise ReservationError(
+                _(
+                    "“%(address)s” has non-ASCII characters before the @. Sending to it needs a mail server with "
+                    "SMTPUTF8, which is turned off here (an administrator turns it on with EMAIL_SMTPUTF8=1 when "
+                    "the mail relay supports it); until then, ask for an address in plain ASCII."
+                )
+                % {"address": _shown(address)},
+                field="recipients",
             )
-            % {"address": _shown(address)},
-            field="recipients",
-        )
-    if len(local) > MAX_LOCAL_PART_LENGTH:
-        raise ReservationError(
+        local = unicodedata.normalize("NFC", local)
+        address = f"{local}@{domain}"
+    if len(local.encode()) > MAX_LOCAL_PART_LENGTH:
+        message = (
             _("“%(address)s” is too long before the @: at most %(limit)d characters are allowed.")
-            % {"address": _shown(address), "limit": MAX_LOCAL_PART_LENGTH},
-            field="recipients",
+            if local.isascii()
+            else _(
+                "“%(address)s” is too long before the @: at most %(limit)d bytes are allowed in UTF-8 "
+                "(a Korean letter takes 3)."
+            )
+        )
+        raise ReservationError(
+            message % {"address": _shown(address), "limit": MAX_LOCAL_PART_LENGTH}, field="recipients"
         )
     try:
         wire_domain = domain if domain.isascii() else domain.encode("idna").decode("ascii")
     except UnicodeError:
         raise _invalid_address(address) from None
-    if len(local) + 1 + len(wire_domain) > MAX_ADDRESS_LENGTH:
+    if len(local.encode()) + 1 + len(wire_domain) > MAX_ADDRESS_LENGTH:
         raise ReservationError(
             _("“%(address)s” is too long: an address has at most %(limit)d characters.")
             % {"address": _shown(address), "limit": MAX_ADDRESS_LENGTH},
             field="recipients",
         )
     try:
-        validate_email(address)
+        validate_address(address)
     except ValidationError:
         raise _invalid_address(address) from None
     return address

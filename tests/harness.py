@@ -139,6 +139,8 @@ class Received:
     rcpt_tos: list[str]
     message: Message
     at: float
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM parameters: BODY=8BITMIME, SMTPUTF8, SIZE=
+    data: bytes = b""  # DATA as received
 
     @property
     def message_id(self) -> str:
@@ -199,8 +201,16 @@ class SinkHandler:
             if answer:
                 self.events.append(("answer", first, time.time()))
                 return answer
+            content = bytes(envelope.content)
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.content), time.time())
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    message_from_bytes(content),
+                    time.time(),
+                    list(envelope.mail_options),
+                    content,
+                )
             )
         hold = self.reply_delay_for.pop(first, 0.0)
         if hold:
@@ -209,12 +219,15 @@ class SinkHandler:
 
 
 class SmtpSink:
-    """A real SMTP server on a free loopback port, in a thread of this process."""
+    """A real SMTP server on a free loopback port, in a thread of this process.
 
-    def __init__(self) -> None:
+    ``smtputf8`` makes it announce and accept SMTPUTF8 (RFC 6531); without it, it announces neither.
+    """
+
+    def __init__(self, *, smtputf8: bool = False) -> None:
         self.handler = SinkHandler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8)
 
     def start(self) -> SmtpSink:
         self.controller.start()
@@ -379,6 +392,7 @@ never_users =
 daemon_smtp_ports = @PORT@
 local_interfaces = 127.0.0.1
 tls_advertise_hosts = *
+@SMTPUTF8@
 tls_certificate = @ROOT@/tls/server.pem
 tls_privatekey = @ROOT@/tls/server.key
 log_selector = +8bitmime +tls_peerdn +smtp_connection +smtp_incomplete_transaction
@@ -418,6 +432,16 @@ plain:
 """
 
 
+def exim_i18n() -> str | None:
+    """None if this Exim was built with SUPPORT_I18N (it can announce SMTPUTF8), else why not."""
+    if exim_available() is not None:
+        return exim_available()
+    version = subprocess.run([EXIM, "-bV"], capture_output=True, text=True, timeout=10, check=False)  # noqa: S603
+    if "I18N" not in version.stdout:
+        return "this exim4 was built without SUPPORT_I18N (no I18N in `exim4 -bV`): it cannot announce SMTPUTF8"
+    return None
+
+
 def exim_available() -> str | None:
     """None if Debian's exim4 (heavy: with the plaintext authenticator and TLS) can run here, else why not."""
     if not os.path.exists(EXIM):
@@ -428,7 +452,10 @@ def exim_available() -> str | None:
 @dataclass
 class Exim:
     """Debian's Exim as a relay on a free loopback port: STARTTLS with ``tls``'s server certificate,
-    AUTH PLAIN (login/password), every recipient delivered to one Maildir; its own spool and logs."""
+    AUTH PLAIN (login/password), every recipient delivered to one Maildir; its own spool and logs.
+
+    ``smtputf8``: True announces SMTPUTF8 (needs an I18N build, see exim_i18n), False hides it, None
+    leaves the build's default."""
 
     tls: TlsFiles
     login: str = "mailer"
@@ -436,6 +463,7 @@ class Exim:
     port: int = field(default_factory=free_port)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rm-exim-")))
     proc: subprocess.Popen | None = None
+    smtputf8: bool | None = None
 
     def start(self) -> Exim:
         import grp
@@ -449,6 +477,9 @@ class Exim:
         shutil.copy(self.tls.server_key, self.root / "tls" / "server.key")
         values = {"ROOT": self.root, "USER": user, "GROUP": grp.getgrgid(gid).gr_name, "PORT": self.port}
         values |= {"LOGIN": self.login, "PASSWORD": self.password}
+        values["SMTPUTF8"] = {None: "", True: "smtputf8_advertise_hosts = *", False: "smtputf8_advertise_hosts ="}[
+            self.smtputf8
+        ]
         config = EXIM_CONFIG
         for name, value in values.items():
             config = config.replace(f"@{name}@", str(value))
@@ -485,5 +516,9 @@ class Exim:
 
     def delivered(self) -> list[Message]:
         """The messages in the Maildir (new/), oldest first."""
+        return [message_from_bytes(data) for data in self.delivered_bytes()]
+
+    def delivered_bytes(self) -> list[bytes]:
+        """The files in the Maildir (new/) as Exim wrote them, oldest first."""
         files = sorted((self.root / "Maildir" / "new").glob("*"), key=lambda p: p.stat().st_mtime)
-        return [message_from_bytes(path.read_bytes()) for path in files]
+        return [path.read_bytes() for path in files]

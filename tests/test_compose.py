@@ -119,7 +119,7 @@ def test_compose_sender_must_be_set_explicitly_and_has_no_reserved_default():
 def test_compose_passes_the_relay_tls_settings_to_web_and_worker():
     for name in ("web", "worker"):
         environment = load()["services"][name]["environment"]
-        for setting in ("EMAIL_USE_TLS", "EMAIL_USE_SSL"):
+        for setting in ("EMAIL_USE_TLS", "EMAIL_USE_SSL", "EMAIL_SMTPUTF8"):
             assert environment[setting] == f"${{{setting}:-0}}", name
         for setting in ("EMAIL_SSL_CAFILE", "EMAIL_SSL_CERTFILE", "EMAIL_SSL_KEYFILE"):
             assert environment[setting] == f"${{{setting}:-}}", name

@@ -279,13 +279,21 @@ def release_overdue(*, older_than: float) -> list[int]:
     return released
 
 
-def requeue(*, task_id: int, queue_name: str = SEND_QUEUE) -> None:
-    """Replace the task's job, whatever RQ thinks of it (started by a dead worker, failed), by a fresh queued one."""
+def requeue(*, task_id: int, queue_name: str = SEND_QUEUE, due: datetime | None = None, retries_used: int = 0) -> None:
+    """Replace the task's job, whatever RQ thinks of it (started by a dead worker, failed), by a fresh queued one.
+
+    With ``due`` the fresh job is scheduled for then instead (a back-off); ``retries_used`` shortens its
+    retry policy by the attempts already made, as in schedule().
+    """
     _delete(task_id)
     queue = _queue(queue_name)
+    job = _new_job(queue, task_id, retries_used)
     try:
-        queue.enqueue_job(_new_job(queue, task_id), unique=True)
+        if due is None:
+            queue.enqueue_job(job, unique=True)
+        else:
+            queue.schedule_job(job, release_time(due), unique=True)
     except DuplicateJobError:
         logger.info("job re-created meanwhile, leaving it task_id=%s", task_id)
         return
-    logger.info("requeued task_id=%s job_id=%s queue=%s", task_id, job_id_for(task_id), queue_name)
+    logger.info("requeued task_id=%s job_id=%s queue=%s due=%s", task_id, job_id_for(task_id), queue_name, due)

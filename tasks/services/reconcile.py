@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tasks import scheduler, transitions
-from tasks.delivery.policy import is_missed, max_attempts
+from tasks.delivery.policy import is_missed, max_attempts, relay_retry_delay
 from tasks.models import PENDING, Task
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,10 @@ def reconcile_tasks(*, now: datetime | None = None) -> ReconcileReport:
     - Jobs overdue in a scheduled registry by RELEASE_OVERDUE_SECONDS (dead or paused scheduler):
       moved onto their queue.
     - RESERVED with no scheduled or released job: scheduled again at its time (at once if due), or
-      marked missed if later than MISSED_GRACE_MINUTES. QUEUED with no live job: queued again.
+      marked missed if later than MISSED_GRACE_MINUTES. QUEUED with no live job: queued again; but
+      while the relay refuses us (tasks.relay), one already tried is scheduled relay_retry_delay(attempts)
+      ahead, with RQ's retries shortened by its attempts, so its retries stay backed off (bounded by the
+      last TASK_RETRY_INTERVALS value) after its own job's retries are spent.
     Redis errors end the Redis part of the pass (``redis_ok=False``); the next pass retries.
     """
     now = now or timezone.now()
@@ -109,14 +112,14 @@ def _repair_pending(now: datetime, report: ReconcileReport) -> None:
     rows = list(
         Task.objects.filter(status__in=PENDING, created_at__lt=now - timedelta(seconds=SETTLE_SECONDS))
         .order_by("pk")
-        .values_list("pk", "status", "reserved_at", "queue", "created_at", "heartbeat_at")
+        .values_list("pk", "status", "reserved_at", "queue", "created_at", "heartbeat_at", "attempts")
     )
     jobs = scheduler.inspect_jobs([row[0] for row in rows])
     report.checked = len(rows)
     stale_before = now - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
     scans = 0
-    todo: list[tuple[int, str, datetime | None, str]] = []
-    for task_id, status, due, queue, created, beat in rows:
+    todo: list[tuple[int, str, datetime | None, str, int]] = []
+    for task_id, status, due, queue, created, beat, attempts in rows:
         info = jobs[task_id]
         if info.status in LIVE and (info.status != "scheduled" or info.scheduled_at is not None):
             touched = max(t for t in (created, due, beat) if t is not None)
@@ -127,14 +130,31 @@ def _repair_pending(now: datetime, report: ReconcileReport) -> None:
                 scans += 1
                 if scans > MAX_QUEUE_SCANS or scheduler.is_waiting_in_queue(task_id=task_id, queue_name=queue):
                     continue
-        todo.append((task_id, status, due, queue))
+        todo.append((task_id, status, due, queue, attempts))
     # Rows were read before their jobs: a task that ended meanwhile has a finished job, not a lost one.
     unchanged = set(
         Task.objects.filter(pk__in=[t[0] for t in todo], status__in=PENDING).values_list("pk", "status", "reserved_at")
     )
-    for task_id, status, due, queue in todo:
-        if (task_id, status, due) in unchanged:
+    refused = bool(todo) and scheduler.relay_refusal() is not None
+    for task_id, status, due, queue, attempts in todo:
+        if (task_id, status, due) not in unchanged:
+            continue
+        if refused and status == Task.Status.QUEUED and attempts > 0:
+            _back_off(task_id, queue, attempts, now, report)
+        else:
             _repair_one(task_id, status, due, queue, now, report)
+
+
+def _back_off(task_id: int, queue: str, attempts: int, now: datetime, report: ReconcileReport) -> None:
+    """A task the refusing relay handed back, its job's retries spent: its next try after relay_retry_delay."""
+    due = now + timedelta(seconds=relay_retry_delay(attempts))
+    scheduler.requeue(task_id=task_id, queue_name=queue, due=due, retries_used=attempts)
+    logger.warning(
+        "reconcile: relay refused, next try scheduled task_id=%s attempt=%s due=%s", task_id, attempts, due.isoformat()
+    )
+    report.enqueued.append(task_id)
+    if not Task.objects.filter(pk=task_id, status__in=PENDING).exists():
+        scheduler.cancel(task_id=task_id)  # canceled meanwhile: do not leave a job behind
 
 
 def _repair_one(

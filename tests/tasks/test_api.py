@@ -331,6 +331,7 @@ def test_create_when_queue_unreachable_is_503_and_nothing_left_accepted(transact
     api = client_for(user)
     response = api.post("/api/tasks/", SEND, format="json", HTTP_IDEMPOTENCY_KEY="k-503")
     assert response.status_code == 503
+    assert response["Retry-After"] == "30"
     assert response.json() == {
         "detail": "The mail queue is not reachable right now; nothing was sent. Please try again shortly.",
         "code": "queue_unavailable",

@@ -20,7 +20,7 @@ from tasks import services
 from tasks.health import health_report
 from tasks.mail import MailSpec
 from tasks.models import Delivery, Task
-from tests.harness import Exim, exim_available, make_tls_files, stop_process, wait_until
+from tests.harness import Exim, exim_available, exim_i18n, make_tls_files, stop_process, wait_until
 
 pytestmark = [
     pytest.mark.e2e,
@@ -190,3 +190,52 @@ def test_without_the_ca_tasks_stay_pending_and_after_the_fix_a_restarted_worker_
     after = exim.mainlog()[before:]
     assert "non-properly terminated" not in after
     assert not re.search(r"SMTP connection from \(.*\) lost", after), after
+
+
+KIM = "김민수@example.com"
+
+
+@pytest.mark.skipif(exim_i18n() is not None, reason=exim_i18n() or "")
+@pytest.mark.parametrize("announced", [True, False], ids=["smtputf8", "no-smtputf8"])
+def test_a_utf8_local_part_goes_through_exim_with_smtputf8_or_fails_alone_where_not_announced(
+    transactional_db, user, worker_factory, tmp_path, fast_lead, settings, announced
+):
+    settings.EMAIL_SMTPUTF8 = True  # this process validates the send; the worker gets it from its environment
+    directory = tmp_path / "tls"
+    directory.mkdir()
+    exim = Exim(make_tls_files(directory), smtputf8=announced).start()
+    try:
+        worker_factory(extra_env=relay_env(exim, cafile=str(exim.tls.ca)) | {"EMAIL_SMTPUTF8": "1"})
+        # ASCII first: Exim keeps a session's protocol at utf8esmtp once a message in it said SMTPUTF8.
+        recipients = ("ascii@example.com", {"address": KIM, "name": "김민수"})
+        task = services.enqueue_task(
+            owner=user, mail=MailSpec(template="welcome", recipients=recipients, context=KOREAN), description="utf8"
+        )
+        wait_until(lambda: all_finished([task]), timeout=40, interval=0.2, what="the task to finish")
+        task.refresh_from_db()
+        statuses = dict(Delivery.objects.filter(task=task).values_list("address", "status"))
+        wanted = 1 + announced
+        files = wait_until(lambda: (f := exim.delivered_bytes()) and len(f) >= wanted and f, timeout=10)
+        assert len(files) == wanted
+        log = exim.mainlog()
+    finally:
+        exim.stop()
+        shutil.rmtree(exim.root, ignore_errors=True)
+    ascii_file = next(f for f in files if b"Envelope-to: ascii@example.com" in f)
+    assert ascii_file.split(b"\n\n", 1)[0].isascii()
+    if announced:
+        assert (task.failed, statuses) == (False, {KIM: "sent", "ascii@example.com": "sent"}), task.log
+        (utf8_file,) = [f for f in files if f is not ascii_file]
+        headers = utf8_file.split(b"\n\n", 1)[0].decode("utf-8")
+        assert f"Envelope-to: {KIM}" in headers  # the RCPT Exim took, as UTF-8
+        assert f"To: 김민수 <{KIM}>" in headers  # RFC 6532: UTF-8 in the header, not an encoded word
+        assert "김민수" in utf8_file.split(b"\n\n", 1)[1].decode("utf-8")
+        assert re.search(rf"=> \S+ <{KIM}> R=maildir", log), log
+        ids = dict(Delivery.objects.filter(task=task).values_list("address", "message_id"))
+        protocols = {a: re.search(rf"P=(\S+) .* id={ids[a].strip('<>')}", log).group(1) for a in ids}
+        assert protocols == {"ascii@example.com": "esmtpsa", KIM: "utf8esmtpsa"}  # SMTPUTF8 only where needed
+    else:
+        assert task.failed is True
+        assert statuses == {KIM: "failed", "ascii@example.com": "sent"}
+        assert f"permanent failure {KIM}: relay does not support SMTPUTF8, which {KIM} needs" in task.log
+        assert KIM not in log  # never offered to Exim

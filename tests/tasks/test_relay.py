@@ -370,3 +370,50 @@ def test_relay_refusals_are_neither_permanent_nor_plain_transient(error, refused
     assert is_relay_refused(error) is refused
     assert is_permanent(error) is permanent
     assert describe(error).startswith("relay refused: ") is refused
+
+
+def _attempt_when_due(task: Task) -> None:
+    """Release the task's job once due (what the RQ scheduler does) and run it; bounded by the wait."""
+    from tasks import scheduler
+
+    wait_until(lambda: (scheduler.due_time(task_id=task.pk) or timezone.now()) <= timezone.now(), timeout=10)
+    scheduler.release_overdue(older_than=0)
+    run_worker()
+
+
+def test_a_refused_task_whose_job_retries_are_spent_backs_off_instead_of_at_each_reconcile(
+    send_now, settings, tls_files, fresh_session
+):
+    from tasks import scheduler
+    from tasks.services.reconcile import reconcile_tasks
+
+    settings.TASK_RETRY_INTERVALS = [1, 4]
+    with TlsRelay(tls_files) as relay:
+        use_relay(settings, relay, cafile=tls_files.other_ca)  # refused: certificate verify failed
+        task = send_now()
+        run_worker()  # attempt 1, then RQ's retries: attempts 2 and 3
+        for _ in range(2):
+            _attempt_when_due(task)
+        task.refresh_from_db()
+        assert (task.status, task.attempts, task.failed) == ("queued", 3, False), task.log
+        assert scheduler.job_state(task_id=task.pk) == "failed"  # RQ's retries are spent
+
+        report = reconcile_tasks()  # was: queued again at once, with RQ's retries afresh, every pass
+        assert report.enqueued == [task.pk]
+        assert scheduler.job_state(task_id=task.pk) == "scheduled"
+        wait = (scheduler.due_time(task_id=task.pk) - timezone.now()).total_seconds()
+        assert 2 <= wait <= 5.5  # relay_retry_delay(3): the last interval (released a little early)
+        assert reconcile_tasks().enqueued == []  # a scheduled job is left alone
+        run_worker()
+        assert Task.objects.get(pk=task.pk).attempts == 3  # nothing before its time
+
+        _attempt_when_due(task)  # attempt 4: refused again, and no RQ retry left for it
+        assert Task.objects.get(pk=task.pk).attempts == 4
+        assert scheduler.job_state(task_id=task.pk) == "failed"
+        reconcile_tasks()
+        wait = (scheduler.due_time(task_id=task.pk) - timezone.now()).total_seconds()
+        assert 2 <= wait <= 5.5
+        assert relay.handler.messages == []
+    task.refresh_from_db()
+    assert (task.status, task.failed) == ("queued", False)
+    assert "giving up" not in task.log
