@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
@@ -16,7 +16,7 @@ from tasks.exceptions import ReservationError
 from tasks.mail import available_templates
 from tasks.models import Delivery, Task
 from tasks.recipients import label_of
-from tasks.validation import aware_in_zone, ensure_offset_text
+from tasks.validation import MAX_NAME_LENGTH, aware_in_zone, clean_recipient, ensure_offset_text
 
 
 class LocalDateTimeField(serializers.DateTimeField):
@@ -61,6 +61,59 @@ class StoredContextField(serializers.Field):
         return value.context if text is None else read_stored(text)
 
 
+RECIPIENT_OBJECT_KEYS = frozenset({"address", "name", "context"})
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "maxLength": 512, "description": "`address` or `Name <address>`"},
+            {
+                "type": "object",
+                "properties": {
+                    "address": {"type": "string", "maxLength": 254},
+                    "name": {"type": "string", "maxLength": MAX_NAME_LENGTH},
+                    "context": {"type": "object", "additionalProperties": {}},
+                },
+                "required": ["address"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+)
+class RecipientInputField(serializers.Field):
+    """One recipient: a string, or ``{"address", "name", "context"}`` (shape only; tasks.validation checks
+    the address, the name and the context, and the service merges the context over the shared one)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            if len(data) > 512:
+                self._refuse(_("Ensure this field has no more than 512 characters."), "max_length")
+            return data
+        if not isinstance(data, dict):
+            self._refuse(_('A recipient is a string or an object {"address": …, "name": …, "context": {…}}.'))
+        unknown = sorted(set(data) - RECIPIENT_OBJECT_KEYS)
+        if unknown:
+            keys = ", ".join(str(key)[:50] for key in unknown[:5])
+            self._refuse(
+                _("Unknown key(s) in a recipient: %(keys)s. Allowed: address, name, context.") % {"keys": keys}
+            )
+        if not isinstance(data.get("address"), str) or len(data["address"]) > 512:
+            self._refuse(_("“address” must be a string."))
+        if not isinstance(data.get("name", ""), str):
+            self._refuse(_("“name” must be a string."))
+        if not isinstance(data.get("context", {}), dict):
+            self._refuse(_("“context” must be a JSON object."))
+        return data
+
+    @staticmethod
+    def _refuse(message: Any, code: str = "invalid") -> NoReturn:
+        raise serializers.ValidationError(message, code=code)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class ClosedSerializer(serializers.Serializer):
     """An input serializer that refuses fields it does not know, naming each, instead of dropping them."""
 
@@ -84,9 +137,13 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class DeliveryOutputSerializer(serializers.ModelSerializer):
+    """One recipient's outcome, with the name and own merge data its copy was rendered with."""
+
+    context = serializers.JSONField(read_only=True)  # type: ignore[assignment]  # a field, not .context
+
     class Meta:
         model = Delivery
-        fields = ["address", "status", "sent_at", "error"]
+        fields = ["address", "name", "context", "status", "sent_at", "error"]
         read_only_fields = fields
 
 
@@ -111,6 +168,7 @@ class TaskOutputSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "ended_at",
+            "is_test",
         ]
         read_only_fields = fields
 
@@ -154,13 +212,18 @@ class TaskCreateInputSerializer(ClosedSerializer):
 
     template = serializers.ChoiceField(choices=(), help_text=_("One of the allow-listed mail templates."))
     recipients = serializers.ListField(
-        child=serializers.CharField(max_length=512),
+        child=RecipientInputField(),
         allow_empty=False,
         max_length=settings.TASK_MAX_RECIPIENTS,
         help_text=_(
             "E-mail addresses, each `address` or `Name <address>` (a name with a comma in quotes: "
             '`"Name, Jr." <address>`); duplicates are dropped. ASCII before the @, at most 64 characters there '
             "and 254 in all."
+        )
+        + " "
+        + _(
+            'Or an object {"address": …, "name": …, "context": {…}}: the name goes into To:, the context is '
+            "merged over the shared one for that recipient only."
         ),
     )
     context = serializers.DictField(  # type: ignore[assignment]  # a field, not .context
@@ -185,6 +248,20 @@ class TaskCreateInputSerializer(ClosedSerializer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["template"].choices = [(name, name) for name in available_templates()]  # type: ignore[attr-defined]
+
+    def validate_recipients(self, value: list[Any]) -> list[Any]:
+        """An object recipient's address, name and context are checked here, so an error names its index
+        (the service checks every recipient again, strings included, as it does for every door)."""
+        errors: dict[str, list[str]] = {}
+        for index, raw in enumerate(value):
+            if isinstance(raw, dict):
+                try:
+                    clean_recipient(raw)
+                except ReservationError as exc:
+                    errors[str(index)] = [exc.message]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class TaskRescheduleInputSerializer(serializers.Serializer):
@@ -211,3 +288,32 @@ class TaskRescheduleInputSerializer(serializers.Serializer):
     @partial.setter
     def partial(self, value: bool) -> None:
         pass
+
+
+class TaskPreviewInputSerializer(TaskCreateInputSerializer):
+    """The create body plus the recipient whose copy to render (default: the first). ``scheduled_at`` is
+    accepted, checked and not used: a preview or a test is about content, not time."""
+
+    recipient = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=512,
+        help_text=_("One of the recipients (`address` or `Name <address>`); by default the first."),
+    )
+
+
+class TaskTestInputSerializer(TaskPreviewInputSerializer):
+    """The create body plus the recipient whose copy is sent to you; the description may be left out."""
+
+    description = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text=_("Shown in the history; by default “Test of …”.")
+    )
+
+
+class PreviewOutputSerializer(serializers.Serializer):
+    """One recipient's copy as the worker would render it."""
+
+    recipient = serializers.CharField(help_text=_("The recipient the copy is for, `Name <address>` or `address`."))
+    subject = serializers.CharField()
+    text = serializers.CharField()
+    html = serializers.CharField(allow_null=True, help_text=_("The HTML part; null for a template without one."))

@@ -5,16 +5,20 @@ The worker side (claim, send, settle) is tasks.delivery; both write status only 
 from tasks.services.change import Canceled, cancel_reserve, cancel_task, reschedule, reschedule_task, send_now
 from tasks.services.create import enqueue_task, reserve_task, retry_task
 from tasks.services.idempotency import run_idempotent
+from tasks.services.preview import Preview, preview_mail
 from tasks.services.reconcile import ReconcileReport, reconcile_tasks
 from tasks.services.submit import ensure_send_quota, submit_send
+from tasks.services.testmail import send_test
 
 __all__ = [
     "Canceled",
+    "Preview",
     "ReconcileReport",
     "cancel_reserve",
     "cancel_task",
     "enqueue_task",
     "ensure_send_quota",
+    "preview_mail",
     "reconcile_tasks",
     "reschedule",
     "reschedule_task",
@@ -22,5 +26,6 @@ __all__ = [
     "retry_task",
     "run_idempotent",
     "send_now",
+    "send_test",
     "submit_send",
 ]
