@@ -56,8 +56,13 @@ def render_copy(mail: MailSpec, recipient: Recipient, *, subject_prefix: str = "
         to=recipient.header(),
         subject_prefix=subject_prefix,
     )
-    html = next((str(content) for content, mimetype in message.alternatives if mimetype == "text/html"), None)
-    return Preview(recipient=recipient.label(), subject=str(message.subject), text=str(message.body), html=html)
+    html = next((_plain(content) for content, mimetype in message.alternatives if mimetype == "text/html"), None)
+    return Preview(recipient=recipient.label(), subject=_plain(message.subject), text=_plain(message.body), html=html)
+
+
+def _plain(value: object) -> str:
+    """A plain ``str``: the template engine returns SafeString, which a page would then show unescaped."""
+    return "".join([str(value)])
 
 
 def preview_mail(*, mail: MailSpec, recipient: str | None = None) -> Preview:
