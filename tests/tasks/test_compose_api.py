@@ -188,3 +188,22 @@ def test_object_recipients_and_a_test_send_are_delivered_by_a_real_worker(transa
         ("kim@example.com", "김민준", KIM["context"]),
         ("lee@example.com", "Lee", {}),
     ]
+
+
+@pytest.mark.e2e
+def test_a_retried_recipient_gets_the_data_it_was_first_rendered_with(transactional_db, user, worker, smtp):
+    smtp.handler.fail_for["kim@example.com"] = ["451 4.3.0 mailbox busy"]  # the first attempt fails
+    api = client_for(user)
+    created = api.post("/api/tasks/", BODY, format="json")
+    assert created.status_code == 201
+    task_id = created.json()["id"]
+    done = wait_until(
+        lambda: (body := api.get(f"/api/tasks/{task_id}/").json())["status"] == "finished" and body,
+        timeout=30,
+        what="the task to finish after its retry",
+    )
+    assert "451 4.3.0 mailbox busy" in done["log"] and done["attempts"] >= 2
+    (kim,) = smtp.to("kim@example.com")
+    assert header(kim.message, "Subject") == "Welcome to Hanbit, 민준"
+    assert text_of(kim.message) == KIM_TEXT
+    assert Delivery.objects.get(address="kim@example.com").context == KIM["context"]

@@ -125,3 +125,14 @@ def test_admin_preview_renders_without_creating(admin_client, redis_conn):
     assert '<dd id="preview-subject">Welcome to reservemail, Alice</dd>' in page
     assert "<p>Hello Alice,</p>" in srcdoc(page)
     assert Task.objects.count() == 0
+
+
+def test_typed_recipients_and_a_csv_are_sent_together(signed_in, django_capture_on_commit_callbacks):
+    kept = "email,name\nkim@example.com,김민준\na@example.com,Dup\n"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_in.post("/", form_data(recipients="a@example.com", recipients_csv=kept))
+    assert response.status_code == 302
+    assert Task.objects.get().recipients == [
+        "a@example.com",
+        {"address": "kim@example.com", "name": "김민준", "context": {"name": "김민준"}},
+    ]
