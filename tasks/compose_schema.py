@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiExample
+from rest_framework import serializers
 
 from reservemail.api_schema import api_responses
 from tasks.serializers import (
     PreviewOutputSerializer,
+    RecipientInputField,
     TaskOutputSerializer,
     TaskPreviewInputSerializer,
     TaskTestInputSerializer,
 )
+from tasks.validation import MAX_NAME_LENGTH
+
+if TYPE_CHECKING:
+    from drf_spectacular.openapi import AutoSchema
+
+
+class RecipientSerializer(serializers.Serializer):
+    """A recipient with a display name (into `To:`) and values of its own, merged over the shared context for
+    this recipient only. No other keys."""
+
+    address = serializers.CharField(max_length=254, help_text="The e-mail address.")
+    name = serializers.CharField(max_length=MAX_NAME_LENGTH, required=False, help_text="The display name.")
+    context = serializers.DictField(required=False, help_text="This recipient's own values.")  # type: ignore[assignment]
+
+    class Meta:
+        ref_name = "Recipient"
+
+
+class RecipientFieldScheme(OpenApiSerializerFieldExtension):
+    """A recipient in the schema: one of a string (``address`` or ``Name <address>``) or a Recipient object."""
+
+    target_class = RecipientInputField
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
+        component = auto_schema.resolve_serializer(RecipientSerializer, direction)
+        text = {"type": "string", "maxLength": 512, "description": "`address` or `Name <address>`"}
+        return {"oneOf": [text, component.ref]}
+
 
 OBJECT_RECIPIENTS = {
     "template": "welcome",

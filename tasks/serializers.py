@@ -16,7 +16,7 @@ from tasks.exceptions import ReservationError
 from tasks.mail import available_templates
 from tasks.models import Delivery, Task
 from tasks.recipients import label_of
-from tasks.validation import MAX_NAME_LENGTH, aware_in_zone, clean_recipient, ensure_offset_text
+from tasks.validation import aware_in_zone, clean_recipient, ensure_offset_text
 
 
 class LocalDateTimeField(serializers.DateTimeField):
@@ -64,26 +64,10 @@ class StoredContextField(serializers.Field):
 RECIPIENT_OBJECT_KEYS = frozenset({"address", "name", "context"})
 
 
-@extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "string", "maxLength": 512, "description": "`address` or `Name <address>`"},
-            {
-                "type": "object",
-                "properties": {
-                    "address": {"type": "string", "maxLength": 254},
-                    "name": {"type": "string", "maxLength": MAX_NAME_LENGTH},
-                    "context": {"type": "object", "additionalProperties": {}},
-                },
-                "required": ["address"],
-                "additionalProperties": False,
-            },
-        ]
-    }
-)
 class RecipientInputField(serializers.Field):
     """One recipient: a string, or ``{"address", "name", "context"}`` (shape only; tasks.validation checks
-    the address, the name and the context, and the service merges the context over the shared one)."""
+    the address, the name and the context, and the service merges the context over the shared one).
+    Its schema (one of a string or the Recipient object) is tasks.compose_schema.RecipientFieldScheme."""
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, str):
