@@ -21,18 +21,27 @@ from tasks.csv_import import CsvImport, FieldMapping, field_mapping, parse_csv
 from tasks.mail import MailSpec, template_variables
 from tasks.services import Preview
 
-MAX_CSV_BYTES = 5 * 1024 * 1024
 REVIEW_ROWS = 10
+
+
+def max_csv_bytes() -> int:
+    """The largest file accepted: its text comes back in a form field on the next submit, where Django
+    refuses a request whose fields pass DATA_UPLOAD_MAX_MEMORY_SIZE (so three quarters of it, as UTF-8)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return 5 * 2**20 if limit is None else limit * 3 // 4
 
 
 def read_csv(upload: UploadedFile | None, kept_text: str) -> CsvImport | None:
     """The recipients file of this submission: a new upload, else the text kept from an earlier one, else None."""
     if upload is not None:
-        if upload.size is not None and upload.size > MAX_CSV_BYTES:
+        data = upload.read(max_csv_bytes() + 1)
+        result = parse_csv(data, max_recipients=settings.TASK_MAX_RECIPIENTS)
+        text_size = len(data) if result.errors else len(data.decode(result.encoding).encode())
+        if text_size > max_csv_bytes():
             result = CsvImport()
-            result.errors.append((None, _("The file is larger than %(mb)d MB.") % {"mb": MAX_CSV_BYTES // 2**20}))
-            return result
-        return parse_csv(upload.read(), max_recipients=settings.TASK_MAX_RECIPIENTS)
+            limit = {"kb": max_csv_bytes() // 1024}
+            result.errors.append((None, _("The file is too large: at most %(kb)d KB as UTF-8 text.") % limit))
+        return result
     if kept_text.strip():
         return parse_csv(kept_text, max_recipients=settings.TASK_MAX_RECIPIENTS)
     return None

@@ -136,3 +136,24 @@ def test_typed_recipients_and_a_csv_are_sent_together(signed_in, django_capture_
         "a@example.com",
         {"address": "kim@example.com", "name": "김민준", "context": {"name": "김민준"}},
     ]
+
+
+def test_a_csv_too_large_to_keep_in_the_page_is_refused(signed_in, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4400  # 3300 bytes of CSV at most
+    rows = "".join(f"r{i:04d}@example.com,이름{i:04d}\n" for i in range(120))  # fits in CP949, not as UTF-8
+    data = ("email,name\n" + rows).encode("cp949")
+    assert len(data) < 3300 < len(data.decode("cp949").encode())
+    page = signed_in.post("/", form_data(recipients="", recipients_file=csv_file(data.decode("cp949"), "cp949")))
+    assert field_errors(page.content.decode(), "recipients_file") == [
+        "The file is too large: at most 3 KB as UTF-8 text."
+    ]
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2621440
+    page = signed_in.post("/", form_data(recipients="", recipients_file=csv_file(data.decode("cp949"), "cp949")))
+    assert "120 recipients read from the file" in page.content.decode()
+
+
+def test_task_page_shows_each_recipients_name_and_data(signed_in, user):
+    task = Task.objects.create(owner=user, template="welcome", recipients=[], description="x", status="finished")
+    Delivery.objects.create(task=task, address="kim@example.com", name="김민준", context={"message": "월요일"})
+    page = signed_in.get(f"/tasks/{task.pk}/").content.decode()
+    assert '<div>김민준</div><div><span class="muted">message:</span> 월요일</div>' in page
