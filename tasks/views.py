@@ -16,6 +16,7 @@ from reservemail.exceptions import ReservemailError
 from reservemail.http import AuthedRequest
 from tasks import services
 from tasks.compose import field_of, preview_of, review_of
+from tasks.display import read_stored
 from tasks.exceptions import TaskNotFoundError
 from tasks.forms import MailForm, RescheduleForm, template_context_names
 from tasks.health import health_report
@@ -121,6 +122,27 @@ def detail(request: AuthedRequest, task_id: int) -> HttpResponse:
     deliveries = Paginator(list_deliveries_of(task), DELIVERIES_PAGE_SIZE).get_page(request.GET.get("page"))
     form = RescheduleForm(initial={"scheduled_at": timezone.localtime(task.reserved_at)} if task.reserved_at else None)
     return render(request, "tasks/detail.html", {"task": task, "deliveries": deliveries, "reschedule_form": form})
+
+
+@login_required
+def delivery_copy(request: AuthedRequest, task_id: int, delivery_id: int) -> HttpResponse:
+    """The copy one recipient got (or will get), rendered from the data its delivery keeps."""
+    try:
+        task = get_task_shown_of(request.user, task_id)
+    except TaskNotFoundError as exc:
+        raise Http404(str(exc)) from exc
+    delivery = list_deliveries_of(task).filter(pk=delivery_id).first()
+    if delivery is None:
+        raise Http404(_("No such recipient of this task."))
+    shared = read_stored(getattr(task, "context_text", None))
+    preview = None
+    try:
+        if not isinstance(shared, dict):
+            raise ReservemailError(_("This task's context is nested too deeply to be shown."))
+        preview = services.render_delivery(task=task, delivery=delivery, context=shared)
+    except ReservemailError as exc:
+        messages.error(request, exc.message)
+    return render(request, "tasks/delivery_copy.html", {"task": task, "delivery": delivery, "preview": preview})
 
 
 def _back(request: HttpRequest) -> HttpResponse:

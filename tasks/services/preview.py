@@ -9,11 +9,14 @@ unsubscribe link: the same call the worker's send loop makes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.utils.translation import gettext as _
 
 from tasks.exceptions import ReservationError
 from tasks.mail import MailSpec, new_message_id, render_message
+from tasks.models import Delivery, Task
 from tasks.recipients import Recipient, parse_stored, split_entry
 from tasks.validation import clean_mail
 
@@ -73,3 +76,17 @@ def preview_mail(*, mail: MailSpec, recipient: str | None = None) -> Preview:
     """
     cleaned = clean_mail(mail)
     return render_copy(cleaned, choose_recipient(cleaned, recipient))
+
+
+def render_delivery(*, task: Task, delivery: Delivery, context: dict[str, Any]) -> Preview:
+    """Render the copy ``delivery`` got (or will get): ``task``'s template, its shared ``context`` (decoded by
+    the caller) and marker, with the name and values the delivery keeps, the same a retry renders.
+
+    No side effects. Raises ReservationError when the template can no longer be rendered.
+    """
+    recipient = Recipient(address=delivery.address, name=delivery.name, context=delivery.context or {})
+    mail = MailSpec(template=task.template, recipients=(), context=context)
+    try:
+        return render_copy(mail, recipient, subject_prefix=task.subject_prefix)
+    except (TemplateDoesNotExist, TemplateSyntaxError, ValueError, TypeError) as exc:
+        raise ReservationError(_("This copy cannot be rendered now: %(error)s") % {"error": exc}) from None

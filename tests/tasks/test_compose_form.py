@@ -157,3 +157,26 @@ def test_task_page_shows_each_recipients_name_and_data(signed_in, user):
     Delivery.objects.create(task=task, address="kim@example.com", name="김민준", context={"message": "월요일"})
     page = signed_in.get(f"/tasks/{task.pk}/").content.decode()
     assert '<div>김민준</div><div><span class="muted">message:</span> 월요일</div>' in page
+
+
+def test_the_copy_a_recipient_got_is_rendered_from_its_delivery(signed_in, user, other_user):
+    task = Task.objects.create(
+        owner=user,
+        template="welcome",
+        recipients=[],
+        context={"site_name": "Hanbit", "name": "friend"},
+        description="x",
+        status="finished",
+        subject_prefix="[TEST] ",
+        is_test=True,
+    )
+    kim = Delivery.objects.create(task=task, address="kim@example.com", name="김민준", context={"name": "민준"})
+    detail = signed_in.get(f"/tasks/{task.pk}/").content.decode()
+    assert f'href="/tasks/{task.pk}/deliveries/{kim.pk}/"' in detail
+    page = signed_in.get(f"/tasks/{task.pk}/deliveries/{kim.pk}/").content.decode()
+    assert '<dd id="preview-to">김민준 &lt;kim@example.com&gt;</dd>' in page
+    assert '<dd id="preview-subject">[TEST] Welcome to Hanbit, 민준</dd>' in page
+    assert "<p>Hello 민준,</p>" in srcdoc(page)
+    assert signed_in.get(f"/tasks/{task.pk}/deliveries/{kim.pk + 1}/").status_code == 404
+    signed_in.force_login(other_user)
+    assert signed_in.get(f"/tasks/{task.pk}/deliveries/{kim.pk}/").status_code == 404
