@@ -274,11 +274,21 @@ class TaskRescheduleInputSerializer(serializers.Serializer):
         pass
 
 
+class TextOnlyField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of turning them into text (``0`` -> ``"0"``)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class TaskPreviewInputSerializer(TaskCreateInputSerializer):
     """The create body plus the recipient whose copy to render (default: the first). ``scheduled_at`` is
     accepted, checked and not used: a preview or a test is about content, not time."""
 
-    recipient = serializers.CharField(
+    description = TextOnlyField(max_length=200, help_text=_("Shown in the history and the notifications."))
+    recipient = TextOnlyField(
         required=False,
         allow_blank=True,
         max_length=512,
@@ -289,7 +299,7 @@ class TaskPreviewInputSerializer(TaskCreateInputSerializer):
 class TaskTestInputSerializer(TaskPreviewInputSerializer):
     """The create body plus the recipient whose copy is sent to you; the description may be left out."""
 
-    description = serializers.CharField(
+    description = TextOnlyField(
         max_length=200, required=False, allow_blank=True, help_text=_("Shown in the history; by default “Test of …”.")
     )
 

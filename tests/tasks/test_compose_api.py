@@ -207,3 +207,11 @@ def test_a_retried_recipient_gets_the_data_it_was_first_rendered_with(transactio
     assert header(kim.message, "Subject") == "Welcome to Hanbit, 민준"
     assert text_of(kim.message) == KIM_TEXT
     assert Delivery.objects.get(address="kim@example.com").context == KIM["context"]
+
+
+@pytest.mark.parametrize("path", ["/api/tasks/preview/", "/api/tasks/test/"])
+@pytest.mark.parametrize("field", ["description", "recipient"])
+def test_numbers_are_not_text(api, redis_conn, path, field):
+    response = api.post(path, {**BODY, field: 0}, format="json")
+    assert (response.status_code, response.json()) == (400, {field: ["Not a valid string."]})
+    assert_nothing_created(redis_conn)
