@@ -26,7 +26,7 @@ from django_rq.models import Dashboard
 from reservemail.exceptions import ReservemailError
 from reservemail.rq_dashboard import DashboardAdmin
 from tasks import services
-from tasks.compose import preview_of, review_of
+from tasks.compose import FORGET_CSV, preview_of, review_of, without_csv
 from tasks.display import preview_json
 from tasks.forms import MailForm
 from tasks.mail import MailSpec
@@ -229,9 +229,12 @@ class TaskAdmin(admin.ModelAdmin):
         """Create a send through reserve_task / enqueue_task; service errors become form errors."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = AdminMailForm(request.POST or None, request.FILES or None, initial={"owner": request.user.pk})
+        if request.POST.get("action") == FORGET_CSV:
+            form = AdminMailForm(initial=without_csv(request.POST))
+        else:
+            form = AdminMailForm(request.POST or None, request.FILES or None, initial={"owner": request.user.pk})
         shown: dict[str, Any] = {}
-        if request.method == "POST" and form.is_valid():
+        if form.is_bound and form.is_valid():
             if request.POST.get("action") == "preview" or form.csv_is_new:  # a new file is reviewed, not sent
                 shown["preview"] = preview_of(form)
             else:

@@ -13,6 +13,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.http import QueryDict
 from django.utils.translation import gettext as _
 
 from reservemail.exceptions import ReservemailError
@@ -22,6 +23,13 @@ from tasks.mail import MailSpec, template_variables
 from tasks.services import Preview
 
 REVIEW_ROWS = 10
+FORGET_CSV = "forget_csv"  # the action of the review's "Remove this file" button
+NOT_INPUT = frozenset({"csrfmiddlewaretoken", "action", "recipients_csv", "recipients_file"})
+
+
+def without_csv(posted: QueryDict) -> dict[str, str]:
+    """What was typed, as the initial values of a fresh form, without the kept file ("Remove this file")."""
+    return {name: str(posted.get(name, "")) for name in posted if name not in NOT_INPUT}
 
 
 def max_csv_bytes() -> int:

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from reservemail.exceptions import ReservemailError
 from reservemail.http import AuthedRequest
 from tasks import services
-from tasks.compose import field_of, preview_of, review_of
+from tasks.compose import FORGET_CSV, field_of, preview_of, review_of, without_csv
 from tasks.display import read_stored
 from tasks.exceptions import TaskNotFoundError
 from tasks.forms import MailForm, RescheduleForm, template_context_names
@@ -35,10 +35,13 @@ def _when(task: Task) -> str:
 @login_required
 def mail_form(request: AuthedRequest) -> HttpResponse:
     """Send, reserve, preview or send a test. A CSV uploaded just now is shown for review, never sent at once."""
-    form = MailForm(request.POST or None, request.FILES or None)
     action = request.POST.get("action", "send")
+    if action == FORGET_CSV:  # the form again, as typed, without the file and without checking anything
+        form = MailForm(initial=without_csv(request.POST))
+    else:
+        form = MailForm(request.POST or None, request.FILES or None)
     extra: dict[str, object] = {}
-    if request.method == "POST" and form.is_valid():
+    if form.is_bound and form.is_valid():
         if action == "preview" or form.csv_is_new:
             extra["preview"] = preview_of(form)
             if form.csv_is_new and action != "preview":
@@ -47,7 +50,7 @@ def mail_form(request: AuthedRequest) -> HttpResponse:
             _send_test(request, form)
         elif _send(request, form):
             return redirect("tasks:mail")
-    elif request.method == "POST":
+    elif form.is_bound:
         messages.error(request, _not_done(action))
     if form.csv_import is not None and not form.csv_import.errors and form.is_bound:
         extra["csv_review"] = review_of(

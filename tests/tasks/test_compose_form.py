@@ -180,3 +180,13 @@ def test_the_copy_a_recipient_got_is_rendered_from_its_delivery(signed_in, user,
     assert signed_in.get(f"/tasks/{task.pk}/deliveries/{kim.pk + 1}/").status_code == 404
     signed_in.force_login(other_user)
     assert signed_in.get(f"/tasks/{task.pk}/deliveries/{kim.pk}/").status_code == 404
+
+
+def test_remove_this_file_forgets_the_kept_csv_and_keeps_what_was_typed(signed_in, redis_conn):
+    kept = "email,name\nkim@example.com,김민준\n"
+    page = signed_in.post("/", form_data(recipients="", recipients_csv=kept, action="preview")).content.decode()
+    assert 'id="forget-csv"' in page
+    page = signed_in.post("/", form_data(recipients="", recipients_csv=kept, action="forget_csv")).content.decode()
+    assert 'id="csv-review"' not in page and "kim@example.com" not in page
+    assert 'value="June news"' in page and 'class="errorlist' not in page
+    assert (Task.objects.count(), redis_conn.keys("rq:*")) == (0, [])
