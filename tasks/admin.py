@@ -26,6 +26,7 @@ from django_rq.models import Dashboard
 from reservemail.exceptions import ReservemailError
 from reservemail.rq_dashboard import DashboardAdmin
 from tasks import services
+from tasks.compose import FORGET_CSV, preview_of, review_of, without_csv
 from tasks.display import preview_json
 from tasks.exceptions import TaskNotFoundError
 from tasks.forms import MailForm, ReservationEditForm
@@ -48,7 +49,7 @@ class DeliveryInline(admin.TabularInline):
     verbose_name_plural = gettext_lazy("deliveries (one per recipient)")
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("address", "status", "sent_at", "error", "message_id")
+    fields = readonly_fields = ("address", "name", "context", "status", "sent_at", "error", "message_id")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -66,12 +67,13 @@ class AdminMailForm(MailForm):
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
-    list_display = ["id", "description", "status", "owner", "template", "reserved_at", "progress", "failed"]
+    list_display = ["id", "description", "status", "owner", "template", "reserved_at", "progress", "failed", "is_test"]
     list_display_links = ["id", "description"]
     list_filter = [
         "status",
         "queue",
         "failed",
+        "is_test",
         ("created_at", admin.DateFieldListFilter),
         ("reserved_at", admin.DateFieldListFilter),
     ]
@@ -87,6 +89,7 @@ class TaskAdmin(admin.ModelAdmin):
         "queue",
         "status",
         "failed",
+        "is_test",
         "progress",
         "attempts",
         "reserved_at",
@@ -227,12 +230,24 @@ class TaskAdmin(admin.ModelAdmin):
         """Create a send through reserve_task / enqueue_task; service errors become form errors."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = AdminMailForm(request.POST or None, initial={"owner": request.user.pk})
-        if request.method == "POST" and form.is_valid():
-            task = self._create(request, form)
-            if task is not None:
-                return HttpResponseRedirect(reverse("admin:tasks_task_change", args=[task.pk]))
+        if request.POST.get("action") == FORGET_CSV:
+            form = AdminMailForm(initial=without_csv(request.POST))
+        else:
+            form = AdminMailForm(request.POST or None, request.FILES or None, initial={"owner": request.user.pk})
+        shown: dict[str, Any] = {}
+        if form.is_bound and form.is_valid():
+            if request.POST.get("action") == "preview" or form.csv_is_new:  # a new file is reviewed, not sent
+                shown["preview"] = preview_of(form)
+            else:
+                task = self._create(request, form)
+                if task is not None:
+                    return HttpResponseRedirect(reverse("admin:tasks_task_change", args=[task.pk]))
+        if form.csv_import is not None and not form.csv_import.errors:
+            shown["csv_review"] = review_of(
+                form.csv_import, template=form.data.get("template", ""), shared=form.cleaned_data.get("context") or {}
+            )
         context = {
+            **shown,
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": _("Send or reserve a mail"),

@@ -25,17 +25,21 @@ from reservemail.authentication import API_AUTHENTICATION
 from reservemail.http import signed_in
 from reservemail.parsers import SafeJSONParser
 from tasks import services
+from tasks.compose_schema import PREVIEW_SCHEMA, testmail_schema
 from tasks.mail import MailSpec
 from tasks.models import Task
 from tasks.selectors import list_tasks_of, with_context_text
 from tasks.serializers import (
     ErrorSerializer,
+    PreviewOutputSerializer,
     TaskCancelOutputSerializer,
     TaskCreateInputSerializer,
     TaskDetailOutputSerializer,
     TaskEditInputSerializer,
     TaskListQuerySerializer,
     TaskOutputSerializer,
+    TaskPreviewInputSerializer,
+    TaskTestInputSerializer,
 )
 from tasks.services.change import raise_state
 
@@ -137,6 +141,7 @@ TASK_EXAMPLE = {
     "created_at": "2026-05-20T14:03:11.402113+09:00",
     "started_at": None,
     "ended_at": None,
+    "is_test": False,
 }
 
 
@@ -172,7 +177,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return TaskDetailOutputSerializer if self.action == "retrieve" else TaskOutputSerializer
 
     def get_throttles(self) -> list[Any]:
-        if self.action == "create":
+        if self.action in ("create", "test"):
             return [TaskCreateThrottle()]
         return super().get_throttles()
 
@@ -310,3 +315,25 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             raise_state(task, "cancel")
         outcome = services.cancel_task(owner=signed_in(request), task_id=task.pk)
         return 200, {**TaskOutputSerializer(outcome.task).data, "detail": outcome.message}
+
+    @extend_schema(**PREVIEW_SCHEMA)
+    @action(detail=False, methods=["post"])
+    def preview(self, request: Request) -> Response:
+        data = _valid(TaskPreviewInputSerializer, request.data)
+        mail = MailSpec(template=data["template"], recipients=tuple(data["recipients"]), context=data["context"])
+        preview = services.preview_mail(mail=mail, recipient=data.get("recipient"))
+        return Response(PreviewOutputSerializer(preview).data)
+
+    @extend_schema(**testmail_schema(parameters=[IDEMPOTENCY_HEADER]))
+    @action(detail=False, methods=["post"])
+    @idempotent
+    def test(self, request: Request) -> tuple[int, Any]:
+        data = _valid(TaskTestInputSerializer, request.data)
+        mail = MailSpec(template=data["template"], recipients=tuple(data["recipients"]), context=data["context"])
+        task = services.send_test(
+            owner=signed_in(request),
+            mail=mail,
+            recipient=data.get("recipient"),
+            description=data.get("description", ""),
+        )
+        return 201, TaskOutputSerializer(task).data

@@ -11,10 +11,12 @@ from django.forms.fields import BaseTemporalField
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from tasks.compose import kept_text_of, read_csv
+from tasks.csv_import import CsvImport
 from tasks.exceptions import ReservationError
 from tasks.mail import available_templates, template_variables
 from tasks.models import Task
-from tasks.recipients import label_of
+from tasks.recipients import label_of, split_list
 from tasks.services import ReservationChanges
 from tasks.validation import CONTEXT_MAX_DEPTH, aware_in_zone
 
@@ -57,6 +59,7 @@ def template_context_names() -> dict[str, tuple[str, ...]]:
 class MailForm(forms.Form):
     recipients = forms.CharField(
         label=_("Recipients"),
+        required=False,  # or a CSV file: clean() asks for one of the two
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "alice@example.com, bob@example.com"}),
         help_text=_(
             "One or more addresses, separated by commas or new lines. Write “Name <address>” to greet someone by name."
@@ -81,6 +84,28 @@ class MailForm(forms.Form):
         input_formats=LOCAL_INPUT_FORMATS,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 60}, format="%Y-%m-%dT%H:%M"),
     )
+
+    recipients_file = forms.FileField(
+        label=_("Recipients from a spreadsheet (CSV)"),
+        required=False,
+        help_text=_(
+            "An “email” column, optionally “name”; every other column is a field of that recipient's own. "
+            "UTF-8 or CP949/EUC-KR (Excel's Korean CSV)."
+        ),
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+    )
+    # The decoded text of an accepted upload, sent back with the page, so the file is not uploaded twice.
+    recipients_csv = forms.CharField(required=False, widget=forms.HiddenInput)
+    preview_recipient = forms.CharField(
+        label=_("Preview and test for"),
+        required=False,
+        max_length=512,
+        help_text=_("One of the recipients; left empty, the first."),
+    )
+
+    # Set by clean(): the recipients file of this submission, and whether it was uploaded just now.
+    csv_import: CsvImport | None = None
+    csv_is_new = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -132,6 +157,7 @@ class MailForm(forms.Form):
         variables = template_variables(cleaned["template"]) if cleaned.get("template") else ()
         typed = {v: cleaned.get(CONTEXT_PREFIX + v, "").strip() for v in variables}
         cleaned["context"] = {**(cleaned.get("context") or {}), **{k: v for k, v in typed.items() if v}}
+        self._clean_recipient_sources(cleaned)
         if cleaned.get("reserve") and "scheduled_at" not in self.errors:
             due = cleaned.get("scheduled_at")
             if not due:
@@ -139,6 +165,30 @@ class MailForm(forms.Form):
             elif due <= timezone.now():
                 self.add_error("scheduled_at", _("This time has already passed. Choose a time in the future."))
         return cleaned
+
+    def _clean_recipient_sources(self, cleaned: dict[str, Any]) -> None:
+        """The recipients typed plus those of the CSV file (a new upload or the one kept from before)."""
+        upload = cleaned.get("recipients_file")
+        self.csv_is_new = bool(upload)
+        self.csv_import = read_csv(upload or None, cleaned.get("recipients_csv") or "")
+        typed = cleaned.get("recipients") or ""
+        if self.csv_import is None:
+            if "recipients" not in self.errors and not typed.strip():
+                self.add_error("recipients", self.fields["recipients"].error_messages["required"])
+            return
+        if self.csv_import.errors:
+            field = "recipients_file" if upload else "recipients"
+            for line in self.csv_import.error_lines():
+                self.add_error(field, line)
+            cleaned["recipients_csv"] = ""
+            self.data = self.data.copy()  # type: ignore[attr-defined]
+            self.data["recipients_csv"] = ""  # type: ignore[index]
+            return
+        if upload:
+            cleaned["recipients_csv"] = kept_text_of(self.csv_import, upload)
+            self.data = self.data.copy()  # type: ignore[attr-defined]
+            self.data["recipients_csv"] = cleaned["recipients_csv"]  # type: ignore[index]
+        cleaned["recipients"] = (*split_list(typed), *self.csv_import.recipients())
 
 
 class RescheduleForm(forms.Form):

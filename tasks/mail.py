@@ -125,7 +125,13 @@ def _bulk_links(template: str, recipient: str) -> Links | None:
 
 
 def render_message(
-    *, template: str, context: dict[str, Any], recipient: str, message_id: str, to: str | None = None
+    *,
+    template: str,
+    context: dict[str, Any],
+    recipient: str,
+    message_id: str,
+    to: str | None = None,
+    subject_prefix: str = "",
 ) -> EmailMultiAlternatives:
     """Render the template for one recipient into a message carrying the fixed Message-ID.
 
@@ -140,7 +146,7 @@ def render_message(
         headers["List-Unsubscribe"] = links.header()
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     subject, body, html = _render_parts(template, context, recipient, links.url if links else None)
-    message = EmailMultiAlternatives(subject=subject, body=body, to=[to or recipient], headers=headers)
+    message = EmailMultiAlternatives(subject=subject_prefix + subject, body=body, to=[to or recipient], headers=headers)
     if html is not None:
         message.attach_alternative(html, "text/html")
     return message

@@ -40,6 +40,10 @@ class Task(models.Model):
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(_("heartbeat at"), null=True, blank=True)
+    # A "send a test to me" task (tasks.services.test_send): its one recipient is the owner, and every
+    # copy's Subject starts with subject_prefix (the marker, in the language of the person who asked).
+    is_test = models.BooleanField(_("test"), default=False)
+    subject_prefix = models.CharField(_("subject prefix"), max_length=40, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
@@ -18,7 +17,7 @@ from tasks.exceptions import ReservationError
 from tasks.mail import available_templates
 from tasks.models import Delivery, Task
 from tasks.recipients import label_of
-from tasks.validation import aware_in_zone, ensure_offset_text
+from tasks.validation import aware_in_zone, clean_recipient, ensure_offset_text
 
 
 class LocalDateTimeField(serializers.DateTimeField):
@@ -64,12 +63,50 @@ class StoredContextField(serializers.Field):
 
 
 class TextField(serializers.CharField):
-    """A CharField that takes text (or a finite number, as DRF does), never 1e400 read as infinity and kept as "inf"."""
+    """A CharField that takes only text: a number (``0`` -> ``"0"``, ``1e400`` -> ``"inf"``) or a boolean is refused,
+    as the schema's ``type: string`` says, instead of being turned into text."""
 
     def to_internal_value(self, data: Any) -> str:
-        if isinstance(data, float) and not math.isfinite(data):
+        if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+RECIPIENT_OBJECT_KEYS = frozenset({"address", "name", "context"})
+
+
+class RecipientInputField(serializers.Field):
+    """One recipient: a string, or ``{"address", "name", "context"}`` (shape only; tasks.validation checks
+    the address, the name and the context, and the service merges the context over the shared one).
+    Its schema (one of a string or the Recipient object) is tasks.compose_schema.RecipientFieldScheme."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            if len(data) > 512:
+                self._refuse(_("Ensure this field has no more than 512 characters."), "max_length")
+            return data
+        if not isinstance(data, dict):
+            self._refuse(_('A recipient is a string or an object {"address": …, "name": …, "context": {…}}.'))
+        unknown = sorted(set(data) - RECIPIENT_OBJECT_KEYS)
+        if unknown:
+            keys = ", ".join(str(key)[:50] for key in unknown[:5])
+            self._refuse(
+                _("Unknown key(s) in a recipient: %(keys)s. Allowed: address, name, context.") % {"keys": keys}
+            )
+        if not isinstance(data.get("address"), str) or len(data["address"]) > 512:
+            self._refuse(_("“address” must be a string."))
+        if not isinstance(data.get("name", ""), str):
+            self._refuse(_("“name” must be a string."))
+        if not isinstance(data.get("context", {}), dict):
+            self._refuse(_("“context” must be a JSON object."))
+        return data
+
+    @staticmethod
+    def _refuse(message: Any, code: str = "invalid") -> NoReturn:
+        raise serializers.ValidationError(message, code=code)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
 
 
 class ClosedSerializer(serializers.Serializer):
@@ -95,9 +132,13 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class DeliveryOutputSerializer(serializers.ModelSerializer):
+    """One recipient's outcome, with the name and own merge data its copy was rendered with."""
+
+    context = serializers.JSONField(read_only=True)  # type: ignore[assignment]  # a field, not .context
+
     class Meta:
         model = Delivery
-        fields = ["address", "status", "sent_at", "error"]
+        fields = ["address", "name", "context", "status", "sent_at", "error"]
         read_only_fields = fields
 
 
@@ -122,6 +163,7 @@ class TaskOutputSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "ended_at",
+            "is_test",
         ]
         read_only_fields = fields
 
@@ -165,13 +207,18 @@ class TaskCreateInputSerializer(ClosedSerializer):
 
     template = serializers.ChoiceField(choices=(), help_text=_("One of the allow-listed mail templates."))
     recipients = serializers.ListField(
-        child=serializers.CharField(max_length=512),
+        child=RecipientInputField(),
         allow_empty=False,
         max_length=settings.TASK_MAX_RECIPIENTS,
         help_text=_(
             "E-mail addresses, each `address` or `Name <address>` (a name with a comma in quotes: "
             '`"Name, Jr." <address>`); duplicates are dropped. ASCII before the @ unless the server sends with '
             "SMTPUTF8 (EMAIL_SMTPUTF8); at most 64 bytes there and 254 in all."
+        )
+        + " "
+        + _(
+            'Or an object {"address": …, "name": …, "context": {…}}: the name goes into To:, the context is '
+            "merged over the shared one for that recipient only."
         ),
     )
     context = serializers.DictField(  # type: ignore[assignment]  # a field, not .context
@@ -196,6 +243,20 @@ class TaskCreateInputSerializer(ClosedSerializer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["template"].choices = [(name, name) for name in available_templates()]  # type: ignore[attr-defined]
+
+    def validate_recipients(self, value: list[Any]) -> list[Any]:
+        """An object recipient's address, name and context are checked here, so an error names its index
+        (the service checks every recipient again, strings included, as it does for every door)."""
+        errors: dict[str, list[str]] = {}
+        for index, raw in enumerate(value):
+            if isinstance(raw, dict):
+                try:
+                    clean_recipient(raw)
+                except ReservationError as exc:
+                    errors[str(index)] = [exc.message]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class TaskEditInputSerializer(TaskCreateInputSerializer):
@@ -236,3 +297,33 @@ class TaskEditInputSerializer(TaskCreateInputSerializer):
     @partial.setter
     def partial(self, value: bool) -> None:
         pass
+
+
+class TaskPreviewInputSerializer(TaskCreateInputSerializer):
+    """The create body plus the recipient whose copy to render (default: the first). ``scheduled_at`` is
+    accepted, checked and not used: a preview or a test is about content, not time."""
+
+    description = TextField(max_length=200, help_text=_("Shown in the history and the notifications."))
+    recipient = TextField(
+        required=False,
+        allow_blank=True,
+        max_length=512,
+        help_text=_("One of the recipients (`address` or `Name <address>`); by default the first."),
+    )
+
+
+class TaskTestInputSerializer(TaskPreviewInputSerializer):
+    """The create body plus the recipient whose copy is sent to you; the description may be left out."""
+
+    description = TextField(
+        max_length=200, required=False, allow_blank=True, help_text=_("Shown in the history; by default “Test of …”.")
+    )
+
+
+class PreviewOutputSerializer(serializers.Serializer):
+    """One recipient's copy as the worker would render it."""
+
+    recipient = serializers.CharField(help_text=_("The recipient the copy is for, `Name <address>` or `address`."))
+    subject = serializers.CharField()
+    text = serializers.CharField()
+    html = serializers.CharField(allow_null=True, help_text=_("The HTML part; null for a template without one."))

@@ -15,6 +15,8 @@ from django.views.decorators.http import require_GET, require_POST
 from reservemail.exceptions import ReservemailError
 from reservemail.http import AuthedRequest
 from tasks import services
+from tasks.compose import FORGET_CSV, field_of, preview_of, review_of, without_csv
+from tasks.display import read_stored
 from tasks.exceptions import TaskNotFoundError, TaskStateError
 from tasks.forms import MailForm, RescheduleForm, ReservationEditForm, template_context_names
 from tasks.health import health_report
@@ -32,33 +34,80 @@ def _when(task: Task) -> str:
 
 @login_required
 def mail_form(request: AuthedRequest) -> HttpResponse:
-    form = MailForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
-        try:
-            if data["reserve"]:
-                task = services.reserve_task(
-                    owner=request.user, scheduled_at=data["scheduled_at"], mail=mail, description=data["description"]
-                )
-                messages.success(
-                    request,
-                    _("Mail #%(id)s reserved for %(when)s (%(zone)s).")
-                    % {"id": task.pk, "when": _when(task), "zone": timezone.get_current_timezone_name()},
-                )
-            else:
-                task = services.enqueue_task(owner=request.user, mail=mail, description=data["description"])
-                messages.success(request, _("Mail #%(id)s is being sent.") % {"id": task.pk})
-        except ReservemailError as exc:
-            field = exc.field if exc.field in form.fields else None
-            form.add_error(field, exc.message)
-            messages.error(request, _("The mail was not sent. Please correct the marked fields."))
-        else:
+    """Send, reserve, preview or send a test. A CSV uploaded just now is shown for review, never sent at once."""
+    action = request.POST.get("action", "send")
+    if action == FORGET_CSV:  # the form again, as typed, without the file and without checking anything
+        form = MailForm(initial=without_csv(request.POST))
+    else:
+        form = MailForm(request.POST or None, request.FILES or None)
+    extra: dict[str, object] = {}
+    if form.is_bound and form.is_valid():
+        if action == "preview" or form.csv_is_new:
+            extra["preview"] = preview_of(form)
+            if form.csv_is_new and action != "preview":
+                messages.info(request, _("Nothing was sent yet: check the recipients read from the file, then send."))
+        elif action == "test":
+            _send_test(request, form)
+        elif _send(request, form):
             return redirect("tasks:mail")
-    elif request.method == "POST":
-        messages.error(request, _("The mail was not sent. Please correct the marked fields."))
-    context = {"form": form, "template_names": template_context_names()}
+    elif form.is_bound:
+        messages.error(request, _not_done(action))
+    if form.csv_import is not None and not form.csv_import.errors and form.is_bound:
+        extra["csv_review"] = review_of(
+            form.csv_import, template=form.data.get("template", ""), shared=form.cleaned_data.get("context") or {}
+        )
+    context = {"form": form, "template_names": template_context_names(), **extra}
     return render(request, "tasks/mail_form.html", context)
+
+
+def _not_done(action: str) -> str:
+    if action == "preview":
+        return _("Nothing to preview yet. Please correct the marked fields.")
+    if action == "test":
+        return _("The test was not sent. Please correct the marked fields.")
+    return _("The mail was not sent. Please correct the marked fields.")
+
+
+def _send(request: AuthedRequest, form: MailForm) -> bool:
+    data = form.cleaned_data
+    mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
+    try:
+        if data["reserve"]:
+            task = services.reserve_task(
+                owner=request.user, scheduled_at=data["scheduled_at"], mail=mail, description=data["description"]
+            )
+            messages.success(
+                request,
+                _("Mail #%(id)s reserved for %(when)s (%(zone)s).")
+                % {"id": task.pk, "when": _when(task), "zone": timezone.get_current_timezone_name()},
+            )
+        else:
+            task = services.enqueue_task(owner=request.user, mail=mail, description=data["description"])
+            messages.success(request, _("Mail #%(id)s is being sent.") % {"id": task.pk})
+    except ReservemailError as exc:
+        field = exc.field if exc.field in form.fields else None
+        form.add_error(field, exc.message)
+        messages.error(request, _("The mail was not sent. Please correct the marked fields."))
+        return False
+    return True
+
+
+def _send_test(request: AuthedRequest, form: MailForm) -> None:
+    """A test to the signed-in user; the form stays filled in, so composing goes on."""
+    data = form.cleaned_data
+    mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
+    try:
+        task = services.send_test(
+            owner=request.user, mail=mail, recipient=data.get("preview_recipient"), description=data["description"]
+        )
+    except ReservemailError as exc:
+        form.add_error(field_of(form, exc), exc.message)
+        messages.error(request, _("The test was not sent: %(reason)s") % {"reason": exc.message})
+    else:
+        messages.success(
+            request,
+            _("Test #%(id)s is being sent to %(address)s.") % {"id": task.pk, "address": request.user.email},
+        )
 
 
 @login_required
@@ -111,6 +160,26 @@ def edit(request: AuthedRequest, task_id: int) -> HttpResponse:
 
 def _shown(task: Task) -> dict[str, object]:
     return {"id": task.pk, "status": task.get_status_display()}
+
+
+def delivery_copy(request: AuthedRequest, task_id: int, delivery_id: int) -> HttpResponse:
+    """The copy one recipient got (or will get), rendered from the data its delivery keeps."""
+    try:
+        task = get_task_shown_of(request.user, task_id)
+    except TaskNotFoundError as exc:
+        raise Http404(str(exc)) from exc
+    delivery = list_deliveries_of(task).filter(pk=delivery_id).first()
+    if delivery is None:
+        raise Http404(_("No such recipient of this task."))
+    shared = read_stored(getattr(task, "context_text", None))
+    preview = None
+    try:
+        if not isinstance(shared, dict):
+            raise ReservemailError(_("This task's context is nested too deeply to be shown."))
+        preview = services.render_delivery(task=task, delivery=delivery, context=shared)
+    except ReservemailError as exc:
+        messages.error(request, exc.message)
+    return render(request, "tasks/delivery_copy.html", {"task": task, "delivery": delivery, "preview": preview})
 
 
 def _back(request: HttpRequest) -> HttpResponse:

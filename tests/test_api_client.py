@@ -173,6 +173,38 @@ def test_generated_client_drives_every_operation(client_package, server, user, s
     bad = tasks_list.sync_detailed(client=api, page=0)
     assert bad.status_code == 404
 
+    # Preview (creates nothing) and a test to oneself, with an object recipient (one of string | Recipient).
+    tasks_preview = api_module("tasks.tasks_preview_create")
+    tasks_test = api_module("tasks.tasks_test_create")
+    own = models.RecipientRequestContext.from_dict({"name": "Minjun"})
+    kim = models.RecipientRequest(address="kim@example.com", name="Kim", context=own)
+    before = Task.objects.count()
+    shown = tasks_preview.sync_detailed(
+        client=api,
+        body=models.TaskPreviewInputRequest(
+            template=models.TemplateEnum.WELCOME,
+            recipients=["y@example.com", kim],
+            description="P",
+            recipient="kim@example.com",
+        ),
+    )
+    assert shown.status_code == 200 and isinstance(shown.parsed, models.PreviewOutput)
+    assert (shown.parsed.recipient, shown.parsed.subject) == ("Kim <kim@example.com>", "Welcome to reservemail, Minjun")
+    assert "<p>Hello Minjun,</p>" in shown.parsed.html
+    assert Task.objects.count() == before
+    tested = tasks_test.sync_detailed(
+        client=api, body=models.TaskTestInputRequest(template=models.TemplateEnum.WELCOME, recipients=[kim])
+    )
+    assert tested.status_code == 201 and tested.parsed.is_test and tested.parsed.status == models.TaskStatusEnum.QUEUED
+    wait_until(
+        lambda: tasks_retrieve.sync(tested.parsed.id, client=api).status == models.TaskStatusEnum.FINISHED,
+        timeout=60,
+        interval=0.2,
+        what="the test to finish",
+    )
+    assert [r.message["Subject"] for r in smtp.to("alice@example.com")] == ["[TEST] Welcome to reservemail, Minjun"]
+    assert smtp.to("kim@example.com") == []
+
     # Notifications, then a reschedule, then only what changed since the server's time.
     polled = notifications_list.sync_detailed(client=api)
     assert polled.status_code == 200

@@ -21,6 +21,8 @@ OPERATIONS = {
     ("/api/tasks/{id}/", "get"),
     ("/api/tasks/{id}/", "patch"),
     ("/api/tasks/{id}/cancel/", "post"),
+    ("/api/tasks/preview/", "post"),
+    ("/api/tasks/test/", "post"),
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -121,11 +123,14 @@ ERRORS = {
     ("/api/tasks/{id}/", "get"): {"401", "404"},
     ("/api/tasks/{id}/", "patch"): {"400", "401", "403", "404", "409", "415"},
     ("/api/tasks/{id}/cancel/", "post"): {"400", "401", "403", "404", "409", "415", "422"},
+    ("/api/tasks/preview/", "post"): {"400", "401", "403", "415"},
+    ("/api/tasks/test/", "post"): {"400", "401", "403", "415", "422", "429", "503"},
 }
 SUCCESS_HEADERS = {
     ("/api/notifications/", "get"): {"X-Server-Time"},
     ("/api/tasks/", "post"): {"Idempotent-Replayed"},
     ("/api/tasks/{id}/cancel/", "post"): {"Idempotent-Replayed"},
+    ("/api/tasks/test/", "post"): {"Idempotent-Replayed"},
 }
 
 

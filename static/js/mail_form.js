@@ -9,7 +9,7 @@
   var when = document.getElementById("when-group");
   var picker = form.querySelector("input[name=scheduled_at]");
   var template = form.querySelector("select[name=template]");
-  var submit = form.querySelector("button[type=submit]");
+  var submit = form.querySelector("button[type=submit].primary");
 
   function pad(n) {
     return (n < 10 ? "0" : "") + n;

@@ -140,6 +140,7 @@ class SliceSender:
                 recipient=work.address,
                 message_id=work.message_id,
                 to=recipient.header(),
+                subject_prefix=task.subject_prefix,
             )
         except Exception as exc:  # noqa: BLE001 - see above
             self.result.broken[task.pk] = exc

@@ -80,9 +80,16 @@ def _insert(task: Task) -> None:
 
 
 def enqueue_task(
-    *, owner: AbstractBaseUser, mail: MailSpec, description: str, queue: str = scheduler.SEND_QUEUE
+    *,
+    owner: AbstractBaseUser,
+    mail: MailSpec,
+    description: str,
+    queue: str = scheduler.SEND_QUEUE,
+    test_marker: str = "",
 ) -> Task:
     """Create a QUEUED task and put its job on ``queue`` after commit.
+
+    A ``test_marker`` makes it a test send (``is_test``), every copy's Subject starting with it.
 
     Raises ReservationError for invalid input (nothing written) and QueueUnavailableError when
     Redis cannot be reached (the row is kept as CANCELED + failed, with the reason in its log).
@@ -90,7 +97,8 @@ def enqueue_task(
     mail = clean_mail(mail)
     description = ensure_description(description)
     with transaction.atomic():
-        task = _create(owner=owner, mail=mail, description=description, status=Task.Status.QUEUED, queue=queue)
+        test = {"is_test": True, "subject_prefix": test_marker} if test_marker else {}
+        task = _create(owner=owner, mail=mail, description=description, status=Task.Status.QUEUED, queue=queue, **test)
         notify_progress(task)  # the page shows it as waiting until the worker takes it
         transaction.on_commit(partial(dispatch, task_id=task.pk, due=None, queue_name=queue))
     logger.info(

@@ -48,6 +48,7 @@ def body_of(task, **extra):
         "created_at": iso(task.created_at),
         "started_at": iso(task.started_at),
         "ended_at": iso(task.ended_at),
+        "is_test": task.is_test,
         **extra,
     }
 
@@ -168,7 +169,16 @@ def test_retrieve_shows_log_and_deliveries(api, user):
     assert response.json() == body_of(
         task,
         log=task.log,
-        deliveries=[{"address": "a@example.com", "status": "sent", "sent_at": iso(delivery.sent_at), "error": ""}],
+        deliveries=[
+            {
+                "address": "a@example.com",
+                "name": "",
+                "context": {},
+                "status": "sent",
+                "sent_at": iso(delivery.sent_at),
+                "error": "",
+            }
+        ],
     )
 
 
