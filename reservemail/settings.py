@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "notifications",
     "preferences",
     "subscriptions",
+    "series",
 ]
 
 MIDDLEWARE = [

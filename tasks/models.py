@@ -39,6 +39,10 @@ class Task(models.Model):
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(_("heartbeat at"), null=True, blank=True)
+    # The series this task is an occurrence of (series.Series); a string reference, so no import.
+    series = models.ForeignKey(
+        "series.Series", on_delete=models.SET_NULL, null=True, blank=True, related_name="occurrences"
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -51,6 +55,10 @@ class Task(models.Model):
             models.CheckConstraint(
                 condition=~Q(status="reserved") | Q(reserved_at__isnull=False),
                 name="task_reserved_has_time",
+            ),
+            # A series has at most one reservation waiting: its next occurrence.
+            models.UniqueConstraint(
+                fields=["series"], condition=Q(status="reserved"), name="task_one_reserved_per_series"
             ),
         ]
         permissions = [("cancel_task", "Can cancel or stop tasks")]
