@@ -276,6 +276,7 @@ SPECTACULAR_SETTINGS.update(
         "ENUM_NAME_OVERRIDES": {
             "TaskStatusEnum": "tasks.models.Task.Status",
             "DeliveryStatusEnum": "tasks.models.Delivery.Status",
+            "SeriesStatusEnum": "series.models.Series.Status",
         },
     }
 )

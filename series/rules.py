@@ -243,6 +243,24 @@ def upcoming(rule: Rule, *, start: datetime, zone: tzinfo, after: datetime, limi
 # --- plain language ---------------------------------------------------------------------------------
 
 
+def repeats_code(text: str) -> str:
+    """The frequency word of a stored rule ("weekly"), for the live panel's label; "" if unreadable."""
+    match = re.search(r"(?:^|;)FREQ=([A-Z]+)", text or "")
+    return match.group(1).lower() if match and match.group(1) in FREQUENCIES else ""
+
+
+def repeats_labels() -> dict[str, str]:
+    """The live panel's label of an occurrence, by frequency word, in the active language."""
+    return {
+        "minutely": _("repeats every minute"),
+        "hourly": _("repeats hourly"),
+        "daily": _("repeats daily"),
+        "weekly": _("repeats weekly"),
+        "monthly": _("repeats monthly"),
+        "yearly": _("repeats yearly"),
+    }
+
+
 def _join(items: list[str]) -> str:
     if len(items) <= 1:
         return "".join(items)

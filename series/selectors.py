@@ -8,6 +8,7 @@ from django.utils.translation import gettext as _
 
 from series.exceptions import SeriesNotFoundError
 from series.models import Series
+from series.rules import repeats_code
 from tasks.models import Task
 
 
@@ -28,6 +29,12 @@ def get_series_of(owner: AbstractBaseUser | AnonymousUser | None, series_id: int
 def occurrences_of(series_id: int) -> QuerySet[Task]:
     """The tasks a series created, newest first."""
     return Task.objects.filter(series_id=series_id).defer("recipients", "context", "log").order_by("-pk")
+
+
+def repeats_of(series_id: int) -> str:
+    """The frequency word of a series' rule ("weekly"), or "" if it is gone."""
+    rule = Series.objects.filter(pk=series_id).values_list("rule", flat=True).first()
+    return repeats_code(rule or "")
 
 
 def waiting_occurrence(series_id: int) -> Task | None:

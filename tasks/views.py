@@ -14,6 +14,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from reservemail.exceptions import ReservemailError
 from reservemail.http import AuthedRequest
+from series.forms import RepeatForm
+from series.services import create_series
 from tasks import services
 from tasks.exceptions import TaskNotFoundError
 from tasks.forms import MailForm, RescheduleForm, template_context_names
@@ -33,10 +35,22 @@ def _when(task: Task) -> str:
 @login_required
 def mail_form(request: AuthedRequest) -> HttpResponse:
     form = MailForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    repeat = RepeatForm(request.POST or None, prefix="repeat")
+    if request.method == "POST" and form.is_valid() and repeat.is_valid():
         data = form.cleaned_data
         mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
         try:
+            if repeat.rule:  # the Repeat section: a series, its first occurrence reserved (series.services)
+                series = create_series(
+                    owner=request.user,
+                    mail=mail,
+                    description=data["description"],
+                    rule=repeat.rule,
+                    zone=timezone.get_current_timezone_name(),
+                    start_at=(data["reserve"] and data["scheduled_at"]) or timezone.now(),
+                )
+                messages.success(request, _("Series #%(id)s created.") % {"id": series.pk})
+                return redirect("series:detail", series_id=series.pk)
             if data["reserve"]:
                 task = services.reserve_task(
                     owner=request.user, scheduled_at=data["scheduled_at"], mail=mail, description=data["description"]
@@ -57,7 +71,7 @@ def mail_form(request: AuthedRequest) -> HttpResponse:
             return redirect("tasks:mail")
     elif request.method == "POST":
         messages.error(request, _("The mail was not sent. Please correct the marked fields."))
-    context = {"form": form, "template_names": template_context_names()}
+    context = {"form": form, "repeat_form": repeat, "template_names": template_context_names()}
     return render(request, "tasks/mail_form.html", context)
 
 
