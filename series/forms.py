@@ -26,7 +26,9 @@ WEEKDAY_CHOICES = list(
 class RepeatForm(forms.Form):
     """How often the mail repeats; ``rule`` (after is_valid) is its RRULE text, or "" for a single send."""
 
-    kind = forms.ChoiceField(label=_("Repeat"), choices=KINDS, initial="none", required=False, widget=forms.RadioSelect)
+    kind = forms.ChoiceField(
+        label=_("How often"), choices=KINDS, initial="none", required=False, widget=forms.RadioSelect
+    )
     at_time = forms.TimeField(
         label=_("At"), required=False, widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M")
     )

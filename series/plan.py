@@ -42,6 +42,16 @@ def lock(series_id: int) -> Series:
     return Series.objects.select_for_update().get(pk=series_id)
 
 
+def lock_if_free(series_id: int) -> Series | None:
+    """The series row locked, or None if another transaction holds it (PostgreSQL; SQLite serializes writers).
+
+    The worker's claim holds task rows when it gets here, and the doors lock the series before its
+    task: the claim must not wait for the series, or the two could deadlock. Whoever holds the series
+    decides its next occurrence; what the claim skips, the reconciler completes.
+    """
+    return Series.objects.select_for_update(skip_locked=True).filter(pk=series_id).first()
+
+
 def parsed(series: Series) -> tuple[rules.Rule, ZoneInfo]:
     return rules.parse_rule(series.rule), rules.get_zone(series.zone)
 

@@ -19,16 +19,24 @@ RULE_HELP = _(
 )
 
 
+class TextField(serializers.CharField):
+    """A CharField that takes JSON strings only: 0 or true is a type error, as the schema says, not "0"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class SeriesCreateInputSerializer(TaskCreateInputSerializer):
     """The mail as for /api/tasks/, plus its rule, zone and start; never a ``scheduled_at``."""
 
     unknown_hints = {"scheduled_at": _("Unknown field. A series starts at start_at and repeats by its rule.")}
 
     scheduled_at = None  # type: ignore[assignment]
-    rule = serializers.CharField(max_length=500, help_text=RULE_HELP)
-    zone = serializers.CharField(
-        max_length=64, required=False, help_text=_("IANA time zone the rule is read in; default: yours.")
-    )
+    description = TextField(max_length=200, help_text=_("Shown in the history and the notifications."))
+    rule = TextField(max_length=500, help_text=RULE_HELP)
+    zone = TextField(max_length=64, required=False, help_text=_("IANA time zone the rule is read in; default: yours."))
     start_at = LocalDateTimeField(
         required=False, help_text=_("The first occurrence is the rule's first at or after this; default: now.")
     )
@@ -37,10 +45,10 @@ class SeriesCreateInputSerializer(TaskCreateInputSerializer):
 class SeriesChangeInputSerializer(ClosedSerializer):
     """The PATCH body: any of rule, zone, start and description."""
 
-    rule = serializers.CharField(max_length=500, required=False, help_text=RULE_HELP)
-    zone = serializers.CharField(max_length=64, required=False, help_text=_("IANA time zone the rule is read in."))
+    rule = TextField(max_length=500, required=False, help_text=RULE_HELP)
+    zone = TextField(max_length=64, required=False, help_text=_("IANA time zone the rule is read in."))
     start_at = LocalDateTimeField(required=False, help_text=_("Where the rule starts counting."))
-    description = serializers.CharField(max_length=200, required=False)
+    description = TextField(max_length=200, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)

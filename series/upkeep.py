@@ -40,8 +40,8 @@ def advance_claimed(*, task_ids: Sequence[int], now: datetime) -> None:
     for task_id, series_id, due in rows:
         try:
             with transaction.atomic():
-                series = plan.lock(series_id)
-                if series.next_task_pk != task_id:
+                series = plan.lock_if_free(series_id)
+                if series is None or series.next_task_pk != task_id:
                     continue
                 plan.pass_next(series)
                 if due is not None and (series.last_at is None or due > series.last_at):

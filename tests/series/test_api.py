@@ -119,3 +119,10 @@ def test_start_in_the_future(api):
     start = (timezone.now() + timedelta(days=30)).replace(microsecond=0)
     body = create(api, rule="FREQ=MONTHLY;BYMONTHDAY=-1", start_at=start.isoformat()).json()
     assert Series.objects.get(pk=body["id"]).next_at >= start
+
+
+def test_text_fields_take_strings_only(api):
+    response = create(api, description=0, rule=True)
+    assert response.status_code == 400
+    assert response.json() == {"description": ["Not a valid string."], "rule": ["Not a valid string."]}
+    assert not Series.objects.exists()

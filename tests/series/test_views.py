@@ -78,6 +78,10 @@ def test_series_pages_and_controls(signed_in, user, other_user, client):
     assert "digest" in signed_in.get("/series/").content.decode()
     page = signed_in.get(f"/series/{series.pk}/").content.decode()
     assert "Every day at" in page and "Pause" in page
+    [occurrence] = Task.objects.filter(series=series)
+    assert (
+        f'<a href="/series/{series.pk}/">#{series.pk}</a>' in signed_in.get(f"/tasks/{occurrence.pk}/").content.decode()
+    )
     response = signed_in.post(f"/series/{series.pk}/pause/", follow=True)
     assert f"Series #{series.pk} paused; nothing is sent until you resume it." in response.content.decode()
     assert Series.objects.get(pk=series.pk).status == "paused"
