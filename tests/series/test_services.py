@@ -10,7 +10,7 @@ from django.utils import timezone
 from series import services
 from series.exceptions import RuleError, SeriesStateError
 from series.models import Series
-from series.upkeep import reconcile_series
+from series.upkeep import advance_claimed, reconcile_series
 from tasks import scheduler
 from tasks import services as task_services
 from tasks.delivery.claim import claim_slice
@@ -204,3 +204,31 @@ def test_preview_lists_the_next_five(user):
     start = (timezone.now() + timedelta(hours=1)).replace(microsecond=0)
     got = services.preview_rule(rule="freq=daily;count=3", zone="Asia/Seoul", start_at=start)
     assert got.rule == "FREQ=DAILY;COUNT=3" and len(got.upcoming) == 3 and got.upcoming[0] == start
+
+
+def test_claim_past_the_quota_passes_over_the_occurrence_and_the_reconciler_takes_the_next(user, settings):
+    start = (timezone.now() + timedelta(hours=1)).replace(microsecond=0)
+    series = make(user, "FREQ=DAILY", start)
+    [(first, _due)] = reserved(series)
+    settings.API_DAILY_SEND_QUOTA = 1  # the first occurrence used it
+    claim_slice(own_task_id=first, now=start, limit=10)
+    series.refresh_from_db()
+    assert reserved(series) == [] and Task.objects.get(pk=first).status == "running"
+    day2 = (start + timedelta(days=1)).astimezone(SEOUL).isoformat()
+    assert f"occurrence {day2} not created: Daily send limit reached" in series.log
+    assert (series.last_at, series.next_at, series.next_task_pk) == (start + timedelta(days=1), None, None)
+    settings.API_DAILY_SEND_QUOTA = 0
+    assert reconcile_series(now=start) == [series.pk]
+    [(_third, due)] = reserved(series)
+    assert due == start + timedelta(days=2)  # day 2 stays passed over: never sent late in a burst
+
+
+def test_a_retry_claim_of_the_same_occurrence_creates_nothing_more(user):
+    start = (timezone.now() + timedelta(hours=1)).replace(microsecond=0)
+    series = make(user, "FREQ=DAILY", start)
+    [(first, _due)] = reserved(series)
+    claim_slice(own_task_id=first, now=start, limit=10)
+    [(second, _due2)] = reserved(series)
+    advance_claimed(task_ids=[first], now=start)  # as a retry's claim would
+    assert reserved(series) == [(second, start + timedelta(days=1))]
+    assert Task.objects.filter(series=series).count() == 2
