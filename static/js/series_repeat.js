@@ -19,6 +19,15 @@
     });
   }
 
+  // The submit button says what it will do: start a series, or (mail_form.js's words) send or reserve.
+  function label() {
+    var button = document.querySelector("#mail-form button[type=submit]");
+    var reserve = document.getElementById("id_reserve");
+    if (!button) { return; }
+    if (kindValue() !== "none") { button.textContent = box.dataset.submitLabel; return; }
+    button.textContent = reserve && reserve.checked ? button.dataset.reserveLabel : button.dataset.sendLabel;
+  }
+
   function render(data) {
     summary.textContent = data.ok ? data.summary : data.error;
     summary.classList.toggle("bad", !data.ok);
@@ -47,7 +56,8 @@
     clearTimeout(timer);
     timer = setTimeout(refresh, 250);
   });
-  box.addEventListener("change", function () { showGroups(); refresh(); });
+  box.addEventListener("change", function () { showGroups(); label(); refresh(); });
   showGroups();
+  label();
   if (kindValue() !== "none") { refresh(); }
 })();

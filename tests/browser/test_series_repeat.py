@@ -33,8 +33,10 @@ def test_repeat_section_previews_then_creates_a_series(transactional_db, live_se
     en = open_page(chromium, live_server.url, locale="en-US", errors=errors)
     ko = open_page(chromium, live_server.url, locale="ko-KR", errors=errors)
     assert en.is_hidden("#field-repeat-weekdays"), "only the chosen kind's fields are shown"
+    assert en.inner_text("#mail-form button[type=submit]") == "Send now"
     for page in (en, ko):
         choose_weekly(page)
+    assert en.inner_text("#mail-form button[type=submit]") == "Start repeating"
     summary = en.locator("#repeat-preview .repeat-summary")
     summary.filter(has_text="10 times").wait_for(timeout=10_000)
     assert summary.inner_text() == "Every Monday and Thursday at 09:00, Asia/Seoul, 10 times"

@@ -78,8 +78,9 @@ def test_every_worker_down_across_two_occurrences_gives_exactly_one_catch_up(
     transactional_db, user, fast_lead, worker_factory, smtp
 ):
     first_worker = worker_factory(name="w1", extra_env=FAST)
-    series, start = start_series(user, "FREQ=MINUTELY", ahead=6)
     stop_process(first_worker)  # every worker is down for the first two occurrences
+    assert first_worker.poll() is not None
+    series, start = start_series(user, "FREQ=MINUTELY", ahead=3)
     wait_until(lambda: timezone.now() > start + timedelta(minutes=1, seconds=3), timeout=90, interval=0.5)
     assert arrivals(smtp) == []
     back = time.time()
