@@ -65,7 +65,7 @@ def _control(summary: str, description: str) -> Callable[[Any], Any]:
 @extend_schema_view(
     list=extend_schema(
         summary="List your series, newest first",
-        **api_responses({200: SeriesOutputSerializer(many=True)}, errors=[401, 404]),
+        **api_responses({200: SeriesOutputSerializer(many=True)}, errors=[400, 401, 404]),
     ),
     retrieve=extend_schema(
         summary="One of your series", **api_responses({200: SeriesOutputSerializer}, errors=[401, 404])

@@ -121,7 +121,7 @@ def test_redoc_page_uses_local_assets_and_forbids_other_hosts():
 ERRORS = {
     ("/api/auth/token/", "post"): {"400", "415", "429"},
     ("/api/notifications/", "get"): {"400", "401"},
-    ("/api/series/", "get"): {"401", "404"},
+    ("/api/series/", "get"): {"400", "401", "404"},
     ("/api/series/", "post"): {"400", "401", "403", "415", "429"},
     ("/api/series/{id}/", "get"): {"401", "404"},
     ("/api/series/{id}/", "patch"): {"400", "401", "403", "404", "409", "415"},

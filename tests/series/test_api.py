@@ -126,3 +126,9 @@ def test_text_fields_take_strings_only(api):
     assert response.status_code == 400
     assert response.json() == {"description": ["Not a valid string."], "rule": ["Not a valid string."]}
     assert not Series.objects.exists()
+
+
+def test_list_with_a_blank_page_is_a_documented_400(api):
+    response = api.get("/api/series/?page=")
+    assert response.status_code == 400
+    assert response.json() == {"page": ["This field may not be blank."]}
