@@ -12,6 +12,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from notifications.remaining import units_for
+from series.rules import repeats_labels
 from tasks.selectors import list_unfinished_of
 
 PANEL_SIZE = 50
@@ -34,6 +35,7 @@ def live_strings(language: str | None) -> dict[str, Any]:
         "stop": _("Stop"),
         "close": _("Close"),
         "confirm_cancel": _("Cancel mail #%(id)s?"),
+        "repeats": repeats_labels(),
     }
 
 
@@ -45,7 +47,8 @@ def tasks_in_progress(request: HttpRequest) -> dict[str, Any]:
     return {
         # As the page's script orders them: sends without a time first, then reservations soonest first.
         "tasks_in_progress": list_unfinished_of(user)
-        .only("pk", "description", "status", "progress", "reserved_at", "failed")
+        .select_related("series")
+        .only("pk", "description", "status", "progress", "reserved_at", "failed", "series__rule")
         .order_by(F("reserved_at").asc(nulls_first=True), "pk")[:PANEL_SIZE],
         "live_panel": {
             "poll_seconds": settings.NOTIFICATION_POLL_SECONDS,

@@ -24,6 +24,7 @@ class Entry(TypedDict):
     progress: NotRequired[int]
     failed: NotRequired[bool]
     reserved_at: NotRequired[str | None]
+    repeats: NotRequired[str]  # the frequency of the task's series, if it is an occurrence of one
     ended_ts: NotRequired[float | None]
 
 

@@ -9,6 +9,7 @@ from rest_framework.routers import DefaultRouter
 from notifications.api import NotificationPollView
 from reservemail.api import OfflineRedocView, TokenLoginView, not_found
 from reservemail.api_schema import EnglishSchemaView
+from series.api import SeriesViewSet
 from subscriptions.api import SuppressionViewSet
 from tasks.api import TaskViewSet
 
@@ -18,6 +19,7 @@ def api_urlpatterns() -> list[URLPattern | URLResolver]:
     router = DefaultRouter()
     router.register("tasks", TaskViewSet, basename="task")
     router.register("suppressions", SuppressionViewSet, basename="suppression")
+    router.register("series", SeriesViewSet, basename="series")
     return [
         path("notifications/", NotificationPollView.as_view(), name="api-notifications"),
         path("auth/token/", TokenLoginView.as_view(), name="api-token"),

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "notifications",
     "preferences",
     "subscriptions",
+    "series",
 ]
 
 MIDDLEWARE = [
@@ -278,6 +279,7 @@ SPECTACULAR_SETTINGS.update(
         "ENUM_NAME_OVERRIDES": {
             "TaskStatusEnum": "tasks.models.Task.Status",
             "DeliveryStatusEnum": "tasks.models.Delivery.Status",
+            "SeriesStatusEnum": "series.models.Series.Status",
         },
     }
 )

@@ -20,6 +20,7 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("notifications/", include("notifications.urls")),
     path("settings/", include("preferences.urls")),
+    path("series/", include("series.urls")),
     path("u/", include("subscriptions.urls")),
     path("", include("tasks.urls")),
 ]

@@ -44,6 +44,10 @@ class Task(models.Model):
     # copy's Subject starts with subject_prefix (the marker, in the language of the person who asked).
     is_test = models.BooleanField(_("test"), default=False)
     subject_prefix = models.CharField(_("subject prefix"), max_length=40, blank=True, default="")
+    # The series this task is an occurrence of (series.Series); a string reference, so no import.
+    series = models.ForeignKey(
+        "series.Series", on_delete=models.SET_NULL, null=True, blank=True, related_name="occurrences"
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -56,6 +60,10 @@ class Task(models.Model):
             models.CheckConstraint(
                 condition=~Q(status="reserved") | Q(reserved_at__isnull=False),
                 name="task_reserved_has_time",
+            ),
+            # A series has at most one reservation waiting: its next occurrence.
+            models.UniqueConstraint(
+                fields=["series"], condition=Q(status="reserved"), name="task_one_reserved_per_series"
             ),
         ]
         permissions = [("cancel_task", "Can cancel or stop tasks")]

@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from notifications.services import merge_notification, merge_notifications
+from series.selectors import repeats_of
 from tasks.models import Task
 
 
 def _entry(task: Task) -> dict:
-    return {
+    entry = {
         "task_id": task.pk,
         "status": task.status,
         "description": task.description,
@@ -19,6 +20,9 @@ def _entry(task: Task) -> dict:
         "failed": task.failed,
         "reserved_at": task.reserved_at.isoformat() if task.reserved_at else None,
     }
+    if task.series_id is not None:  # an occurrence of a series: the panel labels it ("repeats weekly")
+        entry["repeats"] = repeats_of(task.series_id)
+    return entry
 
 
 def notify_reserve(task: Task) -> None:

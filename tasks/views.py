@@ -14,6 +14,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from reservemail.exceptions import ReservemailError
 from reservemail.http import AuthedRequest
+from series.forms import RepeatForm
+from series.services import create_series
 from tasks import services
 from tasks.compose import FORGET_CSV, field_of, preview_of, review_of, without_csv
 from tasks.display import read_stored
@@ -40,23 +42,24 @@ def mail_form(request: AuthedRequest) -> HttpResponse:
         form = MailForm(initial=without_csv(request.POST))
     else:
         form = MailForm(request.POST or None, request.FILES or None)
+    repeat = RepeatForm(request.POST or None, prefix="repeat")
     extra: dict[str, object] = {}
-    if form.is_bound and form.is_valid():
+    if form.is_bound and form.is_valid() and repeat.is_valid():
         if action == "preview" or form.csv_is_new:
             extra["preview"] = preview_of(form)
             if form.csv_is_new and action != "preview":
                 messages.info(request, _("Nothing was sent yet: check the recipients read from the file, then send."))
         elif action == "test":
             _send_test(request, form)
-        elif _send(request, form):
-            return redirect("tasks:mail")
+        elif done := _send(request, form, repeat):
+            return done
     elif form.is_bound:
         messages.error(request, _not_done(action))
     if form.csv_import is not None and not form.csv_import.errors and form.is_bound:
         extra["csv_review"] = review_of(
             form.csv_import, template=form.data.get("template", ""), shared=form.cleaned_data.get("context") or {}
         )
-    context = {"form": form, "template_names": template_context_names(), **extra}
+    context = {"form": form, "repeat_form": repeat, "template_names": template_context_names(), **extra}
     return render(request, "tasks/mail_form.html", context)
 
 
@@ -68,10 +71,22 @@ def _not_done(action: str) -> str:
     return _("The mail was not sent. Please correct the marked fields.")
 
 
-def _send(request: AuthedRequest, form: MailForm) -> bool:
+def _send(request: AuthedRequest, form: MailForm, repeat: RepeatForm) -> HttpResponse | None:
+    """Send now, reserve, or start a series (the Repeat section); the page to go to, or None with the errors shown."""
     data = form.cleaned_data
     mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
     try:
+        if repeat.rule:  # a series, its first occurrence reserved with it (series.services)
+            series = create_series(
+                owner=request.user,
+                mail=mail,
+                description=data["description"],
+                rule=repeat.rule,
+                zone=timezone.get_current_timezone_name(),
+                start_at=(data["reserve"] and data["scheduled_at"]) or timezone.now(),
+            )
+            messages.success(request, _("Series #%(id)s created.") % {"id": series.pk})
+            return redirect("series:detail", series_id=series.pk)
         if data["reserve"]:
             task = services.reserve_task(
                 owner=request.user, scheduled_at=data["scheduled_at"], mail=mail, description=data["description"]
@@ -88,8 +103,8 @@ def _send(request: AuthedRequest, form: MailForm) -> bool:
         field = exc.field if exc.field in form.fields else None
         form.add_error(field, exc.message)
         messages.error(request, _("The mail was not sent. Please correct the marked fields."))
-        return False
-    return True
+        return None
+    return redirect("tasks:mail")
 
 
 def _send_test(request: AuthedRequest, form: MailForm) -> None:

@@ -18,6 +18,7 @@ from rq.queue import Queue
 from rq.scheduler import RQScheduler
 from rq.worker import SimpleWorker
 
+from series.upkeep import reconcile_series
 from tasks.scheduler import take_lock, warn_if_evicting
 from tasks.services.reconcile import reconcile_tasks
 from tasks.smtp import session
@@ -173,5 +174,6 @@ class MailWorker(SimpleWorker):
             if not connection.in_atomic_block:
                 close_old_connections()
             reconcile_tasks()
+            reconcile_series()  # after the tasks' pass, which marks missed occurrences
         except Exception:  # a failed pass must not stop the worker; the next one retries
             self.log.exception("Worker %s: reconcile failed", self.name)

@@ -241,6 +241,39 @@ def test_generated_client_drives_every_operation(client_package, server, user, s
     gone = tasks_retrieve.sync_detailed(999_999, client=api)
     assert gone.status_code == 404 and gone.parsed.code == "not_found"
 
+    # A series: create, list, retrieve, change, and its controls, through the generated client.
+    series_api = {name: api_module(f"series.series_{name}") for name in (
+        "create", "list", "retrieve", "partial_update", "pause_create", "resume_create", "skip_create", "end_create"
+    )}  # fmt: skip
+    made = series_api["create"].sync_detailed(
+        client=api,
+        body=models.SeriesCreateInputRequest(
+            template=models.TemplateEnum.WELCOME,
+            recipients=["s@example.com"],
+            description="Weekly",
+            rule="FREQ=WEEKLY;BYDAY=MO,TH;BYHOUR=9;BYMINUTE=0;COUNT=10",
+            zone="Asia/Seoul",
+        ),
+    )
+    assert made.status_code == 201 and made.parsed.status == models.SeriesStatusEnum.ACTIVE
+    assert made.parsed.summary == "Every Monday and Thursday at 09:00, Asia/Seoul, 10 times"
+    series_id = made.parsed.id
+    assert [s.id for s in series_api["list"].sync(client=api).results] == [series_id]
+    assert series_api["retrieve"].sync(series_id, client=api).next_at == made.parsed.next_at
+    changed = series_api["partial_update"].sync_detailed(
+        series_id, client=api, body=models.SeriesChangeInputRequest(rule="FREQ=DAILY;BYHOUR=7;BYMINUTE=0")
+    )
+    assert changed.status_code == 200 and changed.parsed.summary == "Every day at 07:00, Asia/Seoul"
+    bad_rule = series_api["partial_update"].sync_detailed(
+        series_id, client=api, body=models.SeriesChangeInputRequest(rule="FREQ=SECONDLY")
+    )
+    assert bad_rule.status_code == 400 and bad_rule.parsed.code == "invalid_rule"
+    for name, status in (("pause", "paused"), ("resume", "active"), ("skip", "active"), ("end", "ended")):
+        acted = series_api[f"{name}_create"].sync_detailed(series_id, client=api)
+        assert acted.status_code == 200 and acted.parsed.status.value == status and acted.parsed.detail
+    twice = series_api["end_create"].sync_detailed(series_id, client=api)
+    assert twice.status_code == 409 and isinstance(twice.parsed, models.Error)
+
     # Idempotency-Key: the replay is the first answer, flagged in a header; the key on another body is a 422.
     key = uuid.uuid4().hex
     body = models.TaskCreateInputRequest(

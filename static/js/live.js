@@ -123,6 +123,7 @@
     if (entry.reserved_at) li.setAttribute("data-reserved-at", entry.reserved_at);
     li.appendChild(el("div", { "class": "entry-head" }, [
       el("a", { "class": "entry-title", href: panel.dataset.detailUrl.replace("/0/", "/" + entry.task_id + "/"), text: "#" + entry.task_id + " " + (entry.description || "") }),
+      entry.repeats && strings.repeats && strings.repeats[entry.repeats] ? el("span", { "class": "entry-repeats", text: strings.repeats[entry.repeats] }) : null,
       el("span", { "class": "entry-status", text: strings.status[phase] || entry.status })
     ]));
     if (phase === "reserved" || phase === "due") {

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from series import upkeep
 from tasks import transitions
 from tasks.delivery.policy import HELP_THRESHOLD, lease_seconds
 from tasks.display import read_stored
@@ -78,6 +79,8 @@ def claim_slice(*, own_task_id: int | None, now: datetime, limit: int) -> Slice:
             leased += _lease(chunk.token, until, now, limit - leased, only=fresh)
         if leased < limit:
             leased += _lease(chunk.token, until, now, limit - leased)
+        if chunk.claimed:  # an occurrence of a series being sent: its following one is reserved now
+            upkeep.advance_claimed(task_ids=chunk.claimed, now=now)
         if leased or chunk.claimed:
             _load(chunk)
     return chunk

@@ -111,10 +111,13 @@ def enqueue_task(
     return task
 
 
-def reserve_task(*, owner: AbstractBaseUser, scheduled_at: datetime, mail: MailSpec, description: str) -> Task:
+def reserve_task(
+    *, owner: AbstractBaseUser, scheduled_at: datetime, mail: MailSpec, description: str, series_id: int | None = None
+) -> Task:
     """Create a RESERVED task due at ``scheduled_at`` and schedule its job after commit.
 
-    Raises ReservationError if the time is naive, sooner than RESERVATION_MIN_LEAD or beyond
+    ``series_id`` makes it an occurrence of that series (series.plan creates those). Raises
+    ReservationError if the time is naive, sooner than RESERVATION_MIN_LEAD or beyond
     RESERVATION_MAX_HORIZON, or if the description, template or recipients are invalid.
     """
     now = timezone.now()
@@ -129,6 +132,7 @@ def reserve_task(*, owner: AbstractBaseUser, scheduled_at: datetime, mail: MailS
             status=Task.Status.RESERVED,
             reserved_at=scheduled_at,
             queue=scheduler.SCHEDULER_QUEUE,
+            series_id=series_id,
         )
         notify_reserve(task)
         transaction.on_commit(

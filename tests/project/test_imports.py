@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("reservemail", "tasks", "notifications", "preferences", "subscriptions")
+APPS = ("reservemail", "tasks", "notifications", "preferences", "subscriptions", "series")
 
 
 def _modules() -> dict[str, Path]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from series.upkeep import reconcile_series
 from tasks.services import reconcile_tasks
 
 
@@ -15,5 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         report = reconcile_tasks()
         self.stdout.write(report.summary())
+        repaired = reconcile_series()
+        self.stdout.write(f"series repaired={len(repaired)}{repaired[:20] if repaired else ''}")
         if not report.redis_ok:
             raise SystemExit(1)
