@@ -28,16 +28,15 @@ logger = logging.getLogger(__name__)
 RECONCILE_BATCH = 200  # series repaired per pass; the next pass takes the rest
 
 
-def advance_claimed(*, task_ids: Sequence[int], now: datetime) -> None:
-    """For each claimed task that is its series' next occurrence: mark it behind, reserve the following one.
+def advance_claimed(*, occurrences: Sequence[tuple[int, int, datetime | None]], now: datetime) -> None:
+    """For each claimed ``(task_id, series_id, reserved_at)`` that is its series' next occurrence: mark it
+    behind, reserve the following one.
 
-    A retry's claim of the same task changes nothing. Errors are logged on the series and left to
-    the reconciler; they never undo the claim (each series in its own savepoint).
+    The claim passes the rows it read already (only tasks of a series). A retry's claim of the same
+    task changes nothing. Errors are logged on the series and left to the reconciler; they never
+    undo the claim (each series in its own savepoint).
     """
-    rows = list(
-        Task.objects.filter(pk__in=list(task_ids), series__isnull=False).values_list("pk", "series_id", "reserved_at")
-    )
-    for task_id, series_id, due in rows:
+    for task_id, series_id, due in occurrences:
         try:
             with transaction.atomic():
                 series = plan.lock_if_free(series_id)

@@ -140,10 +140,13 @@ def claim_due(*, now: datetime, limit: int, exclude: Sequence[int] = ()) -> list
 
 @dataclass(frozen=True)
 class TaskEnd:
-    """How one attempt of a task ended with every recipient settled: its log text and failed flag."""
+    """How one attempt of a task ended with every recipient settled: its log text and failed flag.
 
-    task_id: int
-    attempt: int
+    ``task`` is the sender's copy of the row (read by the claim): after the move it is updated in
+    memory for the log record and the notification instead of being read again.
+    """
+
+    task: Task
     log: str
     failed: bool
 
@@ -155,8 +158,9 @@ def finish_many(ends: Sequence[TaskEnd], *, now: datetime) -> list[int]:
     One transaction: one commit for the updates and every owner's notification merges.
     """
     groups: dict[tuple[int, str, bool], list[int]] = defaultdict(list)
+    by_id = {end.task.pk: end for end in ends}
     for end in ends:
-        groups[(end.attempt, end.log, end.failed)].append(end.task_id)
+        groups[(end.task.attempts, end.log, end.failed)].append(end.task.pk)
     won: list[int] = []
     with transaction.atomic():
         for (attempt, log, failed), ids in groups.items():
@@ -171,8 +175,9 @@ def finish_many(ends: Sequence[TaskEnd], *, now: datetime) -> list[int]:
             )
             if moved:
                 won.extend(ids if moved == len(ids) else _finished_now(ids, now))
-        ended = list(Task.objects.filter(pk__in=won).defer("recipients", "context", "log")) if won else []
+        ended = [by_id[pk].task for pk in won]
         for task in ended:
+            task.status, task.progress, task.failed, task.ended_at = S.FINISHED, 100, by_id[task.pk].failed, now
             logger.info(
                 "task finished task_id=%s failed=%s", task.pk, task.failed, extra=task_fields(task, "running->finished")
             )

@@ -60,29 +60,37 @@ class Slice:
         return bool(self.work or self.claimed)
 
 
-def claim_slice(*, own_task_id: int | None, now: datetime, limit: int) -> Slice:
-    """Claim the own task (if given and claimable), due reservations and open recipients; at most ``limit`` leased."""
+def claim_slice(*, own_task_id: int | None, now: datetime, limit: int, others: bool = True) -> Slice:
+    """Claim the own task (if given and claimable), due reservations and open recipients; at most ``limit`` leased.
+
+    ``others=False`` (the caller saw no other due work a moment ago) claims only the own task: a lone
+    reservation costs a few statements, not a search for work that is not there. Whatever fell due
+    meanwhile is claimed by the caller's next claim, right after this slice.
+    """
     chunk = Slice(token=uuid.uuid4().hex)
     until = now + timedelta(seconds=lease_seconds())
+    recipients = 0
+    occurrences: list[tuple[int, int, datetime | None]] = []
     with transaction.atomic():
         if own_task_id is not None and transitions.claim_own(task_id=own_task_id, now=now):
             chunk.claimed.append(own_task_id)
             chunk.own_claimed = True
         if chunk.claimed:
-            _create_deliveries(chunk.claimed)
+            recipients += _start_claimed(chunk.claimed, occurrences)
         leased = _lease(chunk.token, until, now, limit, only=chunk.claimed) if chunk.claimed else 0
-        leased += _lease(chunk.token, until, now, max(0, limit // 2 - leased))  # started work first
-        fresh = transitions.claim_due(now=now, limit=limit - leased, exclude=chunk.claimed)
-        if fresh:
-            _create_deliveries(fresh)
-            chunk.claimed.extend(fresh)
-            leased += _lease(chunk.token, until, now, limit - leased, only=fresh)
-        if leased < limit:
-            leased += _lease(chunk.token, until, now, limit - leased)
-        if chunk.claimed:  # an occurrence of a series being sent: its following one is reserved now
-            upkeep.advance_claimed(task_ids=chunk.claimed, now=now)
+        if others or not chunk.claimed:
+            leased += _lease(chunk.token, until, now, max(0, limit // 2 - leased))  # started work first
+            fresh = transitions.claim_due(now=now, limit=limit - leased, exclude=chunk.claimed)
+            if fresh:
+                recipients += _start_claimed(fresh, occurrences)
+                chunk.claimed.extend(fresh)
+                leased += _lease(chunk.token, until, now, limit - leased, only=fresh)
+            if leased < limit:
+                leased += _lease(chunk.token, until, now, limit - leased)
+        if occurrences:  # an occurrence of a series being sent: its following one is reserved now
+            upkeep.advance_claimed(occurrences=occurrences, now=now)
         if leased or chunk.claimed:
-            _load(chunk)
+            _load(chunk, recipients=recipients)
     return chunk
 
 
@@ -94,10 +102,27 @@ def due_backlog(*, now: datetime) -> int:
     return reserved + Delivery.objects.filter(free, status__in=OPEN_DELIVERY, task__status=RUNNING).count()
 
 
-def _create_deliveries(task_ids: list[int]) -> None:
-    """One PENDING delivery per recipient not yet known (a re-claim keeps its old rows and Message-IDs)."""
-    known = set(Delivery.objects.filter(task_id__in=task_ids).values_list("task_id", "address"))
-    rows = Task.objects.filter(pk__in=task_ids).values_list("pk", "recipients")
+def _start_claimed(task_ids: list[int], occurrences: list[tuple[int, int, datetime | None]]) -> int:
+    """Create the deliveries of tasks just claimed; returns how many recipients they have.
+
+    One read of the claimed rows, which also adds those of a series to ``occurrences``
+    (``(task_id, series_id, reserved_at)``, for series.upkeep.advance_claimed).
+    """
+    rows = list(
+        Task.objects.filter(pk__in=task_ids).values_list("pk", "recipients", "attempts", "series_id", "reserved_at")
+    )
+    _create_deliveries([(pk, entries) for pk, entries, *_ in rows], retried=any(row[2] > 1 for row in rows))
+    occurrences.extend((pk, series_id, due) for pk, _, _, series_id, due in rows if series_id is not None)
+    return sum(len(entries) for _, entries, *_ in rows)
+
+
+def _create_deliveries(rows: list[tuple[int, list[Any]]], *, retried: bool) -> None:
+    """One PENDING delivery per recipient not yet known (a re-claim keeps its old rows and Message-IDs).
+
+    Deliveries are created by a task's first claim only, so the known ones are looked up only for a retry.
+    """
+    task_ids = [task_id for task_id, _ in rows]
+    known = set(Delivery.objects.filter(task_id__in=task_ids).values_list("task_id", "address")) if retried else set()
     missing = []
     for task_id, entries in rows:
         for entry in entries:
@@ -137,7 +162,7 @@ def _lease(token: str, until: datetime, now: datetime, count: int, only: list[in
     )
 
 
-def _load(chunk: Slice) -> None:
+def _load(chunk: Slice, *, recipients: int) -> None:
     rows = (
         Delivery.objects.filter(lease_token=chunk.token, status__in=OPEN_DELIVERY)
         .order_by("task_id", "pk")
@@ -160,5 +185,6 @@ def _load(chunk: Slice) -> None:
         task.context = context
         chunk.tasks[task.pk] = task
     chunk.work = [work for work in chunk.work if work.task_id in chunk.tasks]
-    waiting = Delivery.objects.filter(task_id__in=chunk.claimed, status__in=OPEN_DELIVERY, lease_until__isnull=True)
-    chunk.unleased = bool(chunk.claimed) and waiting[:HELP_THRESHOLD].count() >= HELP_THRESHOLD
+    if chunk.claimed and recipients >= HELP_THRESHOLD:  # fewer recipients in all can never need helpers
+        waiting = Delivery.objects.filter(task_id__in=chunk.claimed, status__in=OPEN_DELIVERY, lease_until__isnull=True)
+        chunk.unleased = waiting[:HELP_THRESHOLD].count() >= HELP_THRESHOLD

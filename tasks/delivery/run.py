@@ -67,8 +67,12 @@ def run_task(*, task_id: int) -> None:
     while time.monotonic() < deadline:
         now = timezone.now()
         claim_own = own.pending and _due(own, now)
-        limit = sizer.size(due_backlog(now=now) + (1 if claim_own else 0))
-        chunk = claim_slice(own_task_id=task_id if claim_own else None, now=now, limit=limit)
+        backlog = due_backlog(now=now)  # counts the own task too if it is a due reservation
+        own_counted = 1 if claim_own and own.due is not None else 0
+        limit = sizer.size(backlog - own_counted + (1 if claim_own else 0))
+        chunk = claim_slice(
+            own_task_id=task_id if claim_own else None, now=now, limit=limit, others=backlog > own_counted
+        )
         if chunk.own_claimed:
             own.pending = False
         if not chunk:
@@ -207,20 +211,13 @@ def finish_settled(tasks: list[Task], *, now: datetime) -> list[int]:
     """FINISH each of ``tasks`` whose recipients are all settled, with its counts in the log; returns their ids."""
     if not tasks:
         return []
-    ids = [t.pk for t in tasks]
-    still_open = set(
-        Delivery.objects.filter(task_id__in=ids, status__in=OPEN_DELIVERY).values_list("task_id", flat=True).distinct()
-    )
-    done = [t for t in tasks if t.pk not in still_open]
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    rows = Delivery.objects.filter(task_id__in=[t.pk for t in tasks]).values_list("task_id", "status")
+    for task_id, status, n in rows.annotate(n=Count("pk")):  # one grouped read: what is open, and the counts
+        counts[task_id][status] = n
+    done = [t for t in tasks if not any(counts[t.pk].get(status) for status in OPEN_DELIVERY)]
     if not done:
         return []
-    counts: dict[int, dict[str, int]] = defaultdict(dict)
-    for task_id, status, n in (
-        Delivery.objects.filter(task_id__in=[t.pk for t in done])
-        .values_list("task_id", "status")
-        .annotate(n=Count("pk"))
-    ):
-        counts[task_id][status] = n
     failures: dict[int, list[str]] = defaultdict(list)
     for task_id, address, error in Delivery.objects.filter(
         task_id__in=[t.pk for t in done if counts[t.pk].get(D.FAILED)], status=D.FAILED
@@ -234,6 +231,4 @@ def _end(task: Task, counts: dict[str, int], failures: list[str]) -> transitions
     line = f"attempt {task.attempts}: sent {counts.get(D.SENT, 0)}, failed {counts.get(D.FAILED, 0)}"
     if counts.get(D.SUPPRESSED):
         line += f", suppressed {counts[D.SUPPRESSED]}"
-    return transitions.TaskEnd(
-        task_id=task.pk, attempt=task.attempts, log="\n".join([line, *failures]), failed=bool(failures)
-    )
+    return transitions.TaskEnd(task=task, log="\n".join([line, *failures]), failed=bool(failures))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -189,12 +190,19 @@ def write_progress(tasks: list[Task], *, now: datetime) -> list[Task]:
         counts[task_id][1] += n
         if status in SETTLED_DELIVERY:
             counts[task_id][0] += n
-    alive = []
+    groups: dict[tuple[int, int], list[Task]] = defaultdict(list)
     for task in tasks:
         settled, total = counts[task.pk]
         task.progress = min(99, int(settled * 100 / total)) if total else 0
-        if Task.objects.filter(pk=task.pk, status=Task.Status.RUNNING, attempts=task.attempts).update(
-            progress=task.progress, heartbeat_at=now
-        ):
-            alive.append(task)
+        groups[(task.attempts, task.progress)].append(task)
+    alive = []
+    for (attempt, progress), group in groups.items():  # a burst's one-recipient tasks: a few UPDATEs, not one each
+        ids = [task.pk for task in group]
+        running = Task.objects.filter(pk__in=ids, status=Task.Status.RUNNING, attempts=attempt)
+        moved = running.update(progress=progress, heartbeat_at=now)
+        if moved == len(ids):
+            alive.extend(group)
+        elif moved:
+            still = set(running.values_list("pk", flat=True))
+            alive.extend(task for task in group if task.pk in still)
     return alive

@@ -229,6 +229,6 @@ def test_a_retry_claim_of_the_same_occurrence_creates_nothing_more(user):
     [(first, _due)] = reserved(series)
     claim_slice(own_task_id=first, now=start, limit=10)
     [(second, _due2)] = reserved(series)
-    advance_claimed(task_ids=[first], now=start)  # as a retry's claim would
+    advance_claimed(occurrences=[(first, series.pk, start)], now=start)  # as a retry's claim would
     assert reserved(series) == [(second, start + timedelta(days=1))]
     assert Task.objects.filter(series=series).count() == 2
