@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from reservemail.exceptions import ReservemailError
-from reservemail.http import AuthedRequest
+from reservemail.http import AuthedRequest, found_or_404
 from series import services
 from series.exceptions import RuleError, SeriesNotFoundError
 from series.forms import RepeatForm, SeriesChangeForm
@@ -35,10 +35,7 @@ def series_list(request: AuthedRequest) -> HttpResponse:
 
 @login_required
 def series_detail(request: AuthedRequest, series_id: int) -> HttpResponse:
-    try:
-        series = get_series_of(request.user, series_id)
-    except SeriesNotFoundError as exc:
-        raise Http404(str(exc)) from exc
+    series = found_or_404(get_series_of, request.user, series_id)
     try:
         summary = services.preview_rule(rule=series.rule, zone=series.zone, start_at=series.start_at)
     except RuleError:
