@@ -18,7 +18,7 @@ from series import services
 from series.exceptions import RuleError
 from series.forms import RepeatForm, SeriesChangeForm
 from series.models import Series
-from series.selectors import get_series_of, list_series_of, occurrences_of
+from series.selectors import get_series_shown_of, list_series_of, occurrences_of, with_next_send
 
 OCCURRENCES_SHOWN = 50
 FORM_FIELD_OF = {"scheduled_at": "start_at"}  # the next occurrence's reservation errors name its time
@@ -32,12 +32,13 @@ CONTROLS: dict[str, Callable[..., services.Outcome]] = {
 
 @login_required
 def series_list(request: AuthedRequest) -> HttpResponse:
-    return render(request, "series/list.html", {"series_list": list_series_of(request.user)[:200]})
+    shown = with_next_send(list_series_of(request.user))[:200]
+    return render(request, "series/list.html", {"series_list": shown})
 
 
 @login_required
 def series_detail(request: AuthedRequest, series_id: int) -> HttpResponse:
-    series = found_or_404(get_series_of, request.user, series_id)
+    series = found_or_404(get_series_shown_of, request.user, series_id)
     return _page(request, series, SeriesChangeForm(series=series))
 
 
@@ -63,7 +64,7 @@ def series_change(request: AuthedRequest, series_id: int) -> HttpResponse:
     Input the form or the service refuses is shown on the form, next to its field; the service
     rolls everything back, so the series and its waiting occurrence stay as they were.
     """
-    series = found_or_404(get_series_of, request.user, series_id)
+    series = found_or_404(get_series_shown_of, request.user, series_id)
     form = SeriesChangeForm(request.POST, series=series)
     if form.is_valid():
         if not (changes := form.changes()):

@@ -10,6 +10,7 @@ from series import services
 from series.models import Series
 from tasks.mail import MailSpec
 from tasks.models import Task
+from tasks.services import reschedule_task
 
 pytestmark = pytest.mark.django_db
 
@@ -261,3 +262,17 @@ def test_another_users_series_cannot_be_changed(signed_in, user, other_user):
     )
     assert response.status_code == 404
     assert state(theirs) == before
+
+
+def test_series_pages_show_an_occurrence_moved_on_its_own_as_the_next_send(signed_in, user):
+    start = (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0)
+    series = daily(user, start)
+    [occurrence] = Task.objects.filter(series=series, status="reserved")
+    moved = start + timedelta(hours=5, minutes=10)
+    reschedule_task(owner=user, task_id=occurrence.pk, scheduled_at=moved)
+    for url in ("/series/", f"/series/{series.pk}/"):
+        page = signed_in.get(url).content.decode()
+        assert timezone.localtime(moved, SEOUL).strftime("%Y-%m-%d %H:%M") in page, url
+        assert timezone.localtime(start, SEOUL).strftime("%Y-%m-%d %H:%M") not in page, url
+    # next_at stays the rule's slot: the claim counts on from the later of it and the moved time
+    assert Series.objects.get(pk=series.pk).next_at == start
