@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from series.exceptions import RuleError
+from series.models import Series
 from series.rules import DAY_CODES, parse_rule
+from tasks.forms import LOCAL_INPUT_FORMATS, LocalDateTimeField
 
 KINDS = [
     ("none", _("Does not repeat")),
@@ -90,7 +93,42 @@ class RepeatForm(forms.Form):
 
 
 class SeriesChangeForm(forms.Form):
-    """The series page's form: a new rule and zone (the next occurrence is computed again)."""
+    """The series page's form: its description, rule, zone and start, prefilled from the series.
 
+    ``changes()`` is what to hand to change_series (the API's PATCH): only the fields typed differently
+    from what the page showed, the start compared to the minute, so a series started at 09:00:37 keeps
+    its seconds when only its description is changed.
+    """
+
+    description = forms.CharField(
+        label=_("Description"),
+        max_length=200,
+        help_text=_("For you: it names this send in the task list and the history."),
+    )
     rule = forms.CharField(label=_("Rule (RRULE)"), max_length=500)
     zone = forms.CharField(label=_("Time zone"), max_length=64)
+    start_at = LocalDateTimeField(
+        label=_("Start"),
+        input_formats=LOCAL_INPUT_FORMATS,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 60}, format="%Y-%m-%dT%H:%M"),
+    )
+
+    def __init__(self, *args: Any, series: Series, **kwargs: Any) -> None:
+        self.shown: dict[str, Any] = {
+            "description": series.description,
+            "rule": series.rule,
+            "zone": series.zone,
+            "start_at": timezone.localtime(series.start_at).replace(second=0, microsecond=0),
+        }
+        kwargs.setdefault("initial", self.shown)
+        super().__init__(*args, **kwargs)
+        local = timezone.localtime()
+        where = _("In your time zone, %(zone)s (UTC%(offset)s).") % {
+            "zone": timezone.get_current_timezone_name(),
+            "offset": local.strftime("%z")[:3] + ":" + local.strftime("%z")[3:],
+        }
+        self.fields["start_at"].help_text = f"{_('Where the rule starts counting.')} {where}"
+
+    def changes(self) -> dict[str, Any]:
+        """The cleaned values that differ from the shown ones (empty: nothing to change)."""
+        return {name: value for name, value in self.cleaned_data.items() if value != self.shown[name]}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext as _
 
 from series.exceptions import SeriesNotFoundError
@@ -21,6 +22,26 @@ def list_series_of(owner: AbstractBaseUser | AnonymousUser | None) -> QuerySet[S
 def get_series_of(owner: AbstractBaseUser | AnonymousUser | None, series_id: int) -> Series:
     """The series ``series_id`` of ``owner`` (any owner for None); SeriesNotFoundError otherwise."""
     series = list_series_of(owner).filter(pk=series_id).first()
+    if series is None:
+        raise SeriesNotFoundError(_("Series #%(id)s was not found.") % {"id": series_id})
+    return series
+
+
+def with_next_send(rows: QuerySet[Series]) -> QuerySet[Series]:
+    """The series with ``next_send_at``, when its next mail goes out, for pages.
+
+    That is its waiting occurrence's time, which the owner may have moved on its own (tasks'
+    reschedule or edit), else ``next_at`` (beyond the reservation horizon no task exists yet).
+    ``next_at`` itself stays the rule's slot: the claim counts the rule on from the later of the
+    two, so an occurrence moved earlier still stands in for its slot and is not followed by it.
+    """
+    waiting = Task.objects.filter(series_id=OuterRef("pk"), status=Task.Status.RESERVED).values("reserved_at")[:1]
+    return rows.annotate(next_send_at=Coalesce(Subquery(waiting), "next_at"))
+
+
+def get_series_shown_of(owner: AbstractBaseUser | AnonymousUser, series_id: int) -> Series:
+    """The owner's series ``series_id`` for its page: as get_series_of, with ``next_send_at``."""
+    series = with_next_send(list_series_of(owner)).filter(pk=series_id).first()
     if series is None:
         raise SeriesNotFoundError(_("Series #%(id)s was not found.") % {"id": series_id})
     return series

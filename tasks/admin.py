@@ -15,7 +15,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
@@ -24,11 +24,11 @@ from django.utils.translation import gettext_lazy, ngettext
 from django_rq.models import Dashboard
 
 from reservemail.exceptions import ReservemailError
+from reservemail.http import found_or_404
 from reservemail.rq_dashboard import DashboardAdmin
 from tasks import services
 from tasks.compose import FORGET_CSV, preview_of, review_of, without_csv
 from tasks.display import preview_json
-from tasks.exceptions import TaskNotFoundError
 from tasks.forms import MailForm, ReservationEditForm
 from tasks.mail import MailSpec
 from tasks.models import PENDING, Delivery, Task
@@ -285,10 +285,7 @@ class TaskAdmin(admin.ModelAdmin):
         """Edit a reservation through edit_reservation (the mail form's fields); state fields stay read-only."""
         if not self.has_change_permission(request):
             raise PermissionDenied
-        try:
-            task = get_task_of(None, task_id)
-        except TaskNotFoundError as exc:
-            raise Http404(str(exc)) from exc
+        task = found_or_404(get_task_of, None, task_id)
         back = HttpResponseRedirect(reverse("admin:tasks_task_change", args=[task.pk]))
         if request.method != "POST" and task.status != S.RESERVED:
             self.message_user(request, _("is not reserved (%s)") % task.get_status_display(), messages.WARNING)

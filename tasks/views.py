@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from reservemail.exceptions import ReservemailError
-from reservemail.http import AuthedRequest
+from reservemail.http import AuthedRequest, found_or_404
 from series.forms import RepeatForm
 from series.services import create_series
 from tasks import services
@@ -133,10 +133,7 @@ def history(request: AuthedRequest) -> HttpResponse:
 
 @login_required
 def detail(request: AuthedRequest, task_id: int) -> HttpResponse:
-    try:
-        task = get_task_shown_of(request.user, task_id)
-    except TaskNotFoundError as exc:
-        raise Http404(str(exc)) from exc
+    task = found_or_404(get_task_shown_of, request.user, task_id)
     deliveries = Paginator(list_deliveries_of(task), DELIVERIES_PAGE_SIZE).get_page(request.GET.get("page"))
     form = RescheduleForm(initial={"scheduled_at": timezone.localtime(task.reserved_at)} if task.reserved_at else None)
     return render(request, "tasks/detail.html", {"task": task, "deliveries": deliveries, "reschedule_form": form})
@@ -145,10 +142,7 @@ def detail(request: AuthedRequest, task_id: int) -> HttpResponse:
 @login_required
 def edit(request: AuthedRequest, task_id: int) -> HttpResponse:
     """Edit a reservation with the mail form's fields; once it has left, say so on its page."""
-    try:
-        task = get_task_of(request.user, task_id)
-    except TaskNotFoundError as exc:
-        raise Http404(str(exc)) from exc
+    task = found_or_404(get_task_of, request.user, task_id)
     if request.method != "POST" and task.status != Task.Status.RESERVED:  # a POST is told by the service
         messages.error(request, _("Mail #%(id)s can no longer be edited: it is %(status)s.") % _shown(task))
         return redirect("tasks:detail", task_id=task.pk)
@@ -179,10 +173,7 @@ def _shown(task: Task) -> dict[str, object]:
 
 def delivery_copy(request: AuthedRequest, task_id: int, delivery_id: int) -> HttpResponse:
     """The copy one recipient got (or will get), rendered from the data its delivery keeps."""
-    try:
-        task = get_task_shown_of(request.user, task_id)
-    except TaskNotFoundError as exc:
-        raise Http404(str(exc)) from exc
+    task = found_or_404(get_task_shown_of, request.user, task_id)
     delivery = list_deliveries_of(task).filter(pk=delivery_id).first()
     if delivery is None:
         raise Http404(_("No such recipient of this task."))

@@ -232,3 +232,16 @@ def test_a_retry_claim_of_the_same_occurrence_creates_nothing_more(user):
     advance_claimed(occurrences=[(first, series.pk, start)], now=start)  # as a retry's claim would
     assert reserved(series) == [(second, start + timedelta(days=1))]
     assert Task.objects.filter(series=series).count() == 2
+
+
+def test_an_occurrence_moved_earlier_stands_in_for_its_slot(user):
+    """next_at stays the rule's slot when the occurrence is moved on its own (series.selectors.with_next_send)."""
+    start = (timezone.now() + timedelta(hours=1)).replace(microsecond=0)
+    series = make(user, "FREQ=DAILY", start)
+    [(first, _due)] = reserved(series)
+    moved = start - timedelta(minutes=30)
+    task_services.reschedule_task(owner=user, task_id=first, scheduled_at=moved)
+    assert Series.objects.get(pk=series.pk).next_at == start
+    claim_slice(own_task_id=first, now=moved, limit=10)
+    [(_second, due)] = reserved(series)
+    assert due == start + timedelta(days=1)  # not the slot at ``start`` again

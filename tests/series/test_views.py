@@ -5,10 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from preferences.services import set_time_zone
 from series import services
 from series.models import Series
 from tasks.mail import MailSpec
 from tasks.models import Task
+from tasks.services import reschedule_task
 
 pytestmark = pytest.mark.django_db
 
@@ -85,7 +87,9 @@ def test_series_pages_and_controls(signed_in, user, other_user, client):
     response = signed_in.post(f"/series/{series.pk}/pause/", follow=True)
     assert f"Series #{series.pk} paused; nothing is sent until you resume it." in response.content.decode()
     assert Series.objects.get(pk=series.pk).status == "paused"
-    response = signed_in.post(f"/series/{series.pk}/change/", {"rule": "FREQ=DAILY;BYSETPOS=2", "zone": "UTC"})
+    data = shown(signed_in.get(f"/series/{series.pk}/").context["change_form"])
+    response = signed_in.post(f"/series/{series.pk}/change/", {**data, "rule": "FREQ=DAILY;BYSETPOS=2", "zone": "UTC"})
+    assert response.context["change_form"].errors["rule"][0].startswith("BYSETPOS is not supported;")
     assert Series.objects.get(pk=series.pk).rule == "FREQ=DAILY"
     signed_in.post(f"/series/{series.pk}/resume/")
     assert Series.objects.get(pk=series.pk).status == "active"
@@ -109,3 +113,166 @@ def test_live_panel_labels_an_occurrence(signed_in, user):
     polled = signed_in.get("/notifications/").json()
     [reserve] = [item for item in polled if item["name"] == "task_reserve"]
     assert [entry["repeats"] for entry in reserve["data"]] == ["weekly"]
+
+
+# --- the series page's change form: description, rule, zone, start (series.services.change_series) ---
+
+SEOUL = timezone.get_fixed_timezone(9 * 60)
+
+
+def typed(dt):
+    """What a person types into the start's datetime-local picker (the user's zone is Asia/Seoul)."""
+    return timezone.localtime(dt, timezone=SEOUL).strftime("%Y-%m-%dT%H:%M")
+
+
+def daily(user, start, rule="FREQ=DAILY"):
+    mail = MailSpec(template="welcome", recipients=("a@example.com",), context={})
+    return services.create_series(
+        owner=user, mail=mail, description="digest", rule=rule, zone="Asia/Seoul", start_at=start
+    )
+
+
+def shown(page_form):
+    """The change form's values as the page sends them back."""
+    return {name: page_form[name].value() for name in ("description", "rule", "zone")} | {
+        "start_at": page_form["start_at"].value().strftime("%Y-%m-%dT%H:%M")
+    }
+
+
+def state(series):
+    """The series row and its reserved occurrence, to check that nothing changed."""
+    row = Series.objects.filter(pk=series.pk).values("description", "rule", "zone", "start_at", "next_at", "status")
+    waiting = Task.objects.filter(series=series, status="reserved").values_list("pk", "reserved_at", "description")
+    return {**row.get(), "waiting": list(waiting)}
+
+
+def test_series_page_changes_the_description(signed_in, user):
+    start = (timezone.now() + timedelta(hours=1)).replace(second=37, microsecond=0)
+    series = daily(user, start)
+    [old] = Task.objects.filter(series=series, status="reserved")
+    data = shown(signed_in.get(f"/series/{series.pk}/").context["change_form"])
+    assert data == {"description": "digest", "rule": "FREQ=DAILY", "zone": "Asia/Seoul", "start_at": typed(start)}
+    response = signed_in.post(f"/series/{series.pk}/change/", {**data, "description": "morning digest"}, follow=True)
+    assert response.redirect_chain == [(f"/series/{series.pk}/", 302)]
+    assert [m.message for m in response.context["messages"]] == [f"Series #{series.pk} changed."]
+    after = state(series)
+    assert after["description"] == "morning digest"
+    assert after["start_at"] == start  # untouched, seconds included: only the description was handed on
+    [(new_pk, due, description)] = after["waiting"]
+    assert (due, description) == (start, "morning digest") and new_pk != old.pk
+    assert Task.objects.get(pk=old.pk).status == "canceled"
+
+
+def test_series_page_changes_the_start_and_the_next_occurrence_moves(signed_in, user):
+    start = (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0)
+    series = daily(user, start)
+    data = shown(signed_in.get(f"/series/{series.pk}/").context["change_form"])
+    later = start + timedelta(days=3, hours=2, minutes=15)
+    response = signed_in.post(f"/series/{series.pk}/change/", {**data, "start_at": typed(later)}, follow=True)
+    assert [m.message for m in response.context["messages"]] == [f"Series #{series.pk} changed."]
+    after = state(series)
+    assert (after["start_at"], after["next_at"], after["description"]) == (later, later, "digest")
+    [(_pk, due, _description)] = after["waiting"]
+    assert due == later
+    line = f"changed: FREQ=DAILY in Asia/Seoul from {timezone.localtime(later, SEOUL).isoformat()}"
+    assert line in Series.objects.get(pk=series.pk).log
+
+
+def test_series_page_start_in_the_past_counts_from_there_and_may_end_the_series(signed_in, user):
+    start = (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0)
+    series = daily(user, start, rule="FREQ=DAILY;COUNT=3")
+    data = shown(signed_in.get(f"/series/{series.pk}/").context["change_form"])
+    past = start - timedelta(days=10)  # its three occurrences are all behind: the service ends the series
+    response = signed_in.post(f"/series/{series.pk}/change/", {**data, "start_at": typed(past)}, follow=True)
+    assert [m.message for m in response.context["messages"]] == [
+        f"Series #{series.pk} changed; its rule has no more occurrences, so it ended."
+    ]
+    after = state(series)
+    assert (after["status"], after["start_at"], after["next_at"], after["waiting"]) == ("ended", past, None, [])
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"start_at": "soon"}, "start_at", "Enter a valid date/time."),
+        ({"start_at": ""}, "start_at", "This field is required."),
+        ({"description": "  "}, "description", "This field is required."),
+        ({"rule": "FREQ=SECONDLY"}, "rule", "FREQ must be one of MINUTELY, HOURLY, DAILY, WEEKLY, MONTHLY, YEARLY."),
+        ({"zone": "Mars/Olympus"}, "zone", None),
+    ],
+)
+def test_series_page_bad_input_is_a_form_error_and_changes_nothing(signed_in, user, change, field, message):
+    start = (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0)
+    series = daily(user, start)
+    before = state(series)
+    data = shown(signed_in.get(f"/series/{series.pk}/").context["change_form"])
+    response = signed_in.post(f"/series/{series.pk}/change/", {**data, **change})
+    assert response.status_code == 200
+    errors = response.context["change_form"].errors
+    assert list(errors) == [field] and (message is None or errors[field] == [message])
+    assert f'id="field-{field}"' in response.content.decode() and "has-error" in response.content.decode()
+    assert [m.message for m in response.context["messages"]] == [
+        "The series was not changed. Please correct the marked fields."
+    ]
+    assert state(series) == before
+
+
+def test_series_page_start_that_does_not_exist_in_the_users_zone_is_refused(signed_in, user):
+    set_time_zone(user=user, time_zone="America/New_York")
+    series = daily(user, (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0))
+    before = state(series)
+    data = shown(signed_in.get(f"/series/{series.pk}/").context["change_form"])
+    response = signed_in.post(f"/series/{series.pk}/change/", {**data, "start_at": "2030-03-10T02:30"})
+    assert response.context["change_form"].errors["start_at"] == [
+        "2030-03-10 02:30 does not exist in America/New_York: the clocks skip it when daylight saving time starts. "
+        "Choose another time."
+    ]
+    assert state(series) == before
+
+
+def test_series_page_change_refused_by_the_service_rolls_everything_back(signed_in, user, settings):
+    series = daily(user, (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0))
+    before = state(series)
+    settings.API_DAILY_SEND_QUOTA = 1  # the first occurrence used it: the changed one cannot be reserved
+    data = shown(signed_in.get(f"/series/{series.pk}/").context["change_form"])
+    later = timezone.now() + timedelta(days=2)
+    response = signed_in.post(f"/series/{series.pk}/change/", {**data, "start_at": typed(later), "description": "x"})
+    form = response.context["change_form"]
+    assert list(form.errors) == ["__all__"] and form.non_field_errors()[0].startswith("Daily send limit reached")
+    assert state(series) == before  # the waiting occurrence was canceled inside the rolled-back transaction
+    assert Task.objects.filter(series=series).count() == 1
+
+
+def test_series_page_without_changes_changes_nothing(signed_in, user):
+    series = daily(user, (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0))
+    before = state(series)
+    data = shown(signed_in.get(f"/series/{series.pk}/").context["change_form"])
+    response = signed_in.post(f"/series/{series.pk}/change/", data, follow=True)
+    assert [m.message for m in response.context["messages"]] == ["Nothing was changed."]
+    assert state(series) == before
+
+
+def test_another_users_series_cannot_be_changed(signed_in, user, other_user):
+    theirs = daily(other_user, (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0))
+    before = state(theirs)
+    assert signed_in.get(f"/series/{theirs.pk}/").status_code == 404
+    response = signed_in.post(
+        f"/series/{theirs.pk}/change/",
+        {"description": "mine", "rule": "FREQ=WEEKLY", "zone": "UTC", "start_at": "2030-01-01T09:00"},
+    )
+    assert response.status_code == 404
+    assert state(theirs) == before
+
+
+def test_series_pages_show_an_occurrence_moved_on_its_own_as_the_next_send(signed_in, user):
+    start = (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0)
+    series = daily(user, start)
+    [occurrence] = Task.objects.filter(series=series, status="reserved")
+    moved = start + timedelta(hours=5, minutes=10)
+    reschedule_task(owner=user, task_id=occurrence.pk, scheduled_at=moved)
+    for url in ("/series/", f"/series/{series.pk}/"):
+        page = signed_in.get(url).content.decode()
+        assert timezone.localtime(moved, SEOUL).strftime("%Y-%m-%d %H:%M") in page, url
+        assert timezone.localtime(start, SEOUL).strftime("%Y-%m-%d %H:%M") not in page, url
+    # next_at stays the rule's slot: the claim counts on from the later of it and the moved time
+    assert Series.objects.get(pk=series.pk).next_at == start

@@ -1,5 +1,6 @@
 """Django admin: actions through the services on a mix of states, permissions, the add view, RQ dashboard."""
 
+import re
 import zoneinfo
 from datetime import timedelta
 
@@ -400,3 +401,33 @@ def test_rq_dashboard_lists_scheduled_jobs_for_permitted_staff(staff, user, djan
     assert page.status_code == 200
     assert f"/admin/django-rq/queues/{high}/{task.pk}/" in page.content.decode()
     assert client.get(f"/admin/django-rq/workers/{high}/").status_code == 200
+
+
+def breadcrumbs(page):
+    """The breadcrumbs trail's links and text, whitespace collapsed."""
+    trail = re.search(r'<div class="breadcrumbs">(.*?)</div>', page, re.S).group(1)
+    return " ".join(trail.split())
+
+
+def test_reserve_and_edit_pages_share_one_breadcrumbs_trail(admin_client, user, django_capture_on_commit_callbacks):
+    start = (
+        '<a href="/admin/">Home</a> &rsaquo; <a href="/admin/tasks/">Tasks</a>'
+        f' &rsaquo; <a href="{CHANGELIST}">Tasks</a>'
+    )
+    assert breadcrumbs(admin_client.get(ADD).content.decode()) == f"{start} &rsaquo; Send or reserve a mail"
+    with django_capture_on_commit_callbacks(execute=True):
+        task = services.reserve_task(
+            owner=user,
+            scheduled_at=timezone.now() + timedelta(hours=1),
+            mail=MailSpec(template="welcome", recipients=("a@example.com",), context={}),
+            description="later",
+        )
+    page = admin_client.get(f"{CHANGELIST}{task.pk}/edit/").content.decode()
+    assert breadcrumbs(page) == (
+        f'{start} &rsaquo; <a href="{CHANGELIST}{task.pk}/change/">{task}</a> &rsaquo; Edit reservation #{task.pk}'
+    )
+    assert 'href="/static/admin/css/forms.css"' in page
+
+
+def test_edit_page_of_a_missing_task_is_404(admin_client):
+    assert admin_client.get(f"{CHANGELIST}999999/edit/").status_code == 404
