@@ -189,6 +189,10 @@ DELIVERY_SLICE_MIN = env_int("DELIVERY_SLICE_MIN", 4)
 DELIVERY_SLICE_MAX = env_int("DELIVERY_SLICE_MAX", 250)
 # Render the next mail while the current one is on the wire (tasks.smtp.Outbox); off = one after the other.
 MAIL_SEND_OVERLAP = env_bool("MAIL_SEND_OVERLAP", True)
+# How soon (seconds) the worker's mail-send thread gets the GIL back when its SMTP reply arrives
+# while the main thread renders the next mail (Python's default is 0.005: four replies per mail
+# could each wait that long). Applied by the worker process only (tasks.worker.MailWorker).
+WORKER_SWITCH_INTERVAL = float(os.environ.get("WORKER_SWITCH_INTERVAL", "0.0001"))
 # RQ keeps whole-second due times and polls them; release a job this many seconds (plus the
 # fraction) before its due time, and let the job wait for the exact instant: never early, not late.
 # -1 releases at the due time rounded up (RQ's plain behaviour, for comparison).
