@@ -90,7 +90,7 @@ def run_ceiling(bench: Bench, *, label: str = "ceiling: 1 process, 1 SMTP connec
 
     recipients = _recipients("ceiling", bench.n)
     bench.sink.mark()
-    session = MailSession()  # the worker's connection and encoder (tasks/smtp.py), without the overlap
+    session = MailSession()  # the worker's connection and encoder (tasks/smtp/), without the overlap
     warm = render_message(template="newsletter", context=CONTEXT, recipient="warm@bench.example", message_id="<w@b>")
     session.prepare(warm)  # opens the connection, as the worker's is open before a burst
     due = time.time() + 1.0
