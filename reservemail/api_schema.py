@@ -97,7 +97,15 @@ ERRORS: dict[int, OpenApiResponse] = {
                     "scheduled_at": ["The reservation time must be at least 60 seconds in the future."],
                 },
                 response_only=True,
-            )
+            ),
+            OpenApiExample(
+                "InvalidRecipient",
+                summary="A refused recipient, keyed by its position in the list",
+                description="Each refused recipient, a string or an object, is keyed by its index (from 0) in "
+                "`recipients`; errors about the list as a whole (empty, too many) are a plain list.",
+                value={"recipients": {"2": ["“a@b” is not a valid e-mail address."]}},
+                response_only=True,
+            ),
         ],
     ),
     401: _error(
