@@ -128,6 +128,12 @@ ERRORS: dict[int, OpenApiResponse] = {
         "Task #42 has already finished.",
         "task_finished",
     ),
+    413: _error(
+        "The request body is larger than the server accepts (`DATA_UPLOAD_MAX_MEMORY_SIZE`, 2.5 MB by default); "
+        "nothing was done.",
+        "Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.",
+        "request_too_large",
+    ),
     415: _error(
         "The body is not `application/json`.",
         'Unsupported media type "text/plain" in request.',
@@ -172,8 +178,11 @@ def api_responses(
     ``idempotent``: the success may carry ``Idempotent-Replayed``. ``server_time``: the success carries
     ``X-Server-Time``. ``overrides`` replace the shared response of a status (a more precise body or text).
     ``parameters`` are the operation's own (query, request headers); the response headers follow them.
+    An operation that reads a body (it lists 415) also answers 413 for one over the size limit
+    (reservemail.api.exception_handler), so 413 is added with it.
     """
-    errors = sorted(errors)
+    listed = set(errors)
+    errors = sorted(listed | {413} if 415 in listed else listed)
     responses: dict[int, Any] = {**ok, **{code: ERRORS[code] for code in errors}, **(overrides or {})}
     headers = list(parameters)
     if 401 in errors:
