@@ -276,3 +276,16 @@ def test_schema_is_english_under_the_korean_default(settings, url, headers):
     assert HANGUL.findall(text) == []
     assert "A unique integer value identifying this task." in text
     assert "Only tasks in it." in text
+
+
+def test_a_refused_recipient_is_documented_keyed_by_its_position(schema):
+    for path in ("/api/tasks/", "/api/tasks/preview/", "/api/tasks/test/", "/api/series/"):
+        media = schema["paths"][path]["post"]["responses"]["400"]["content"]["application/json"]
+        assert media["examples"]["InvalidRecipient"]["value"] == {
+            "recipients": {"2": ["“a@b” is not a valid e-mail address."]}
+        }
+        body = resolve(schema, media["schema"])
+        assert "keyed by its index" in body["description"]
+        assert {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}} in body[
+            "additionalProperties"
+        ]["anyOf"]
