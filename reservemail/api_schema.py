@@ -97,7 +97,15 @@ ERRORS: dict[int, OpenApiResponse] = {
                     "scheduled_at": ["The reservation time must be at least 60 seconds in the future."],
                 },
                 response_only=True,
-            )
+            ),
+            OpenApiExample(
+                "InvalidRecipient",
+                summary="A refused recipient, keyed by its position in the list",
+                description="Each refused recipient, a string or an object, is keyed by its index (from 0) in "
+                "`recipients`; errors about the list as a whole (empty, too many) are a plain list.",
+                value={"recipients": {"2": ["“a@b” is not a valid e-mail address."]}},
+                response_only=True,
+            ),
         ],
     ),
     401: _error(
@@ -119,6 +127,12 @@ ERRORS: dict[int, OpenApiResponse] = {
         "The task's state does not allow this (already running, ended, canceled).",
         "Task #42 has already finished.",
         "task_finished",
+    ),
+    413: _error(
+        "The request body is larger than the server accepts (`DATA_UPLOAD_MAX_MEMORY_SIZE`, 2.5 MB by default); "
+        "nothing was done.",
+        "Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.",
+        "request_too_large",
     ),
     415: _error(
         "The body is not `application/json`.",
@@ -164,8 +178,11 @@ def api_responses(
     ``idempotent``: the success may carry ``Idempotent-Replayed``. ``server_time``: the success carries
     ``X-Server-Time``. ``overrides`` replace the shared response of a status (a more precise body or text).
     ``parameters`` are the operation's own (query, request headers); the response headers follow them.
+    An operation that reads a body (it lists 415) also answers 413 for one over the size limit
+    (reservemail.api.exception_handler), so 413 is added with it.
     """
-    errors = sorted(errors)
+    listed = set(errors)
+    errors = sorted(listed | {413} if 415 in listed else listed)
     responses: dict[int, Any] = {**ok, **{code: ERRORS[code] for code in errors}, **(overrides or {})}
     headers = list(parameters)
     if 401 in errors:

@@ -100,6 +100,22 @@ def _smtp_metrics(now: datetime) -> list[Metric]:
     return [errors]
 
 
+def _suppressed_metric(now: datetime) -> Metric:
+    """Recipients the send loop skipped for the suppression list: their delivery is ``suppressed``, its
+    ``sent_at`` the time it was skipped, so the window is read as the latency histogram reads it."""
+    window = settings.METRICS_WINDOW
+    suppressed = Metric(
+        "reservemail_recipients_suppressed",
+        "gauge",
+        f"Recipients skipped, not sent, because their address is on the suppression list, over the last {window}s.",
+    )
+    since = now - timedelta(seconds=window)
+    suppressed.samples.append(
+        ({}, Delivery.objects.filter(status=Delivery.Status.SUPPRESSED, sent_at__gte=since).count())
+    )
+    return suppressed
+
+
 def _queue_metrics() -> list[Metric]:
     up = Metric("reservemail_redis_up", "gauge", "1 if Redis answered this scrape.")
     jobs = Metric("reservemail_queue_jobs", "gauge", "RQ jobs per queue and state.")
@@ -127,7 +143,13 @@ def _queue_metrics() -> list[Metric]:
 
 def collect_metrics(*, now: datetime) -> list[Metric]:
     """Return every metric family; Redis being down gives reservemail_redis_up 0, not an error."""
-    return [*_task_metrics(now), _latency_histogram(now), *_smtp_metrics(now), *_queue_metrics()]
+    return [
+        *_task_metrics(now),
+        _latency_histogram(now),
+        *_smtp_metrics(now),
+        _suppressed_metric(now),
+        *_queue_metrics(),
+    ]
 
 
 def _number(value: float) -> str:

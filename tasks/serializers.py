@@ -245,15 +245,17 @@ class TaskCreateInputSerializer(ClosedSerializer):
         self.fields["template"].choices = [(name, name) for name in available_templates()]  # type: ignore[attr-defined]
 
     def validate_recipients(self, value: list[Any]) -> list[Any]:
-        """An object recipient's address, name and context are checked here, so an error names its index
-        (the service checks every recipient again, strings included, as it does for every door)."""
+        """Every recipient, string or object, is checked here, so its error is keyed by its index as DRF keys
+        a shape error (``{"recipients": {"2": [...]}}``); the service checks them again, as it does for every
+        door, and keeps the list-level errors (none left, too many). A blank string is skipped, as there."""
         errors: dict[str, list[str]] = {}
         for index, raw in enumerate(value):
-            if isinstance(raw, dict):
-                try:
-                    clean_recipient(raw)
-                except ReservationError as exc:
-                    errors[str(index)] = [exc.message]
+            if isinstance(raw, str) and not raw.strip():
+                continue
+            try:
+                clean_recipient(raw)
+            except ReservationError as exc:
+                errors[str(index)] = [exc.message]
         if errors:
             raise serializers.ValidationError(errors)
         return value

@@ -19,7 +19,7 @@ from series.services import create_series
 from tasks import services
 from tasks.compose import FORGET_CSV, field_of, preview_of, review_of, without_csv
 from tasks.display import read_stored
-from tasks.exceptions import TaskNotFoundError, TaskStateError
+from tasks.exceptions import TaskStateError
 from tasks.forms import MailForm, RescheduleForm, ReservationEditForm, template_context_names
 from tasks.health import health_report
 from tasks.mail import MailSpec
@@ -171,6 +171,7 @@ def _shown(task: Task) -> dict[str, object]:
     return {"id": task.pk, "status": task.get_status_display()}
 
 
+@login_required
 def delivery_copy(request: AuthedRequest, task_id: int, delivery_id: int) -> HttpResponse:
     """The copy one recipient got (or will get), rendered from the data its delivery keeps."""
     task = found_or_404(get_task_shown_of, request.user, task_id)
@@ -199,9 +200,7 @@ def _back(request: HttpRequest) -> HttpResponse:
 @login_required
 def cancel(request: AuthedRequest, task_id: int) -> HttpResponse:
     try:
-        outcome = services.cancel_task(owner=request.user, task_id=task_id)
-    except TaskNotFoundError as exc:
-        raise Http404(str(exc)) from exc
+        outcome = found_or_404(services.cancel_task, owner=request.user, task_id=task_id)
     except ReservemailError as exc:
         messages.error(request, exc.message)
     else:
@@ -219,9 +218,7 @@ def reschedule(request: AuthedRequest, task_id: int) -> HttpResponse:
         return _back(request)
     try:
         due = form.cleaned_data["scheduled_at"]
-        task = services.reschedule_task(owner=request.user, task_id=task_id, scheduled_at=due)
-    except TaskNotFoundError as exc:
-        raise Http404(str(exc)) from exc
+        task = found_or_404(services.reschedule_task, owner=request.user, task_id=task_id, scheduled_at=due)
     except ReservemailError as exc:
         messages.error(request, exc.message)
     else:

@@ -121,26 +121,26 @@ def test_redoc_page_uses_local_assets_and_forbids_other_hosts():
 
 # What each operation can answer besides its success, and the headers it sets (issue 14).
 ERRORS = {
-    ("/api/auth/token/", "post"): {"400", "415", "429"},
+    ("/api/auth/token/", "post"): {"400", "413", "415", "429"},
     ("/api/notifications/", "get"): {"400", "401"},
     ("/api/series/", "get"): {"400", "401", "404"},
-    ("/api/series/", "post"): {"400", "401", "403", "415", "429"},
+    ("/api/series/", "post"): {"400", "401", "403", "413", "415", "429"},
     ("/api/series/{id}/", "get"): {"401", "404"},
-    ("/api/series/{id}/", "patch"): {"400", "401", "403", "404", "409", "415"},
+    ("/api/series/{id}/", "patch"): {"400", "401", "403", "404", "409", "413", "415"},
     ("/api/series/{id}/end/", "post"): {"401", "403", "404", "409"},
     ("/api/series/{id}/pause/", "post"): {"401", "403", "404", "409"},
     ("/api/series/{id}/resume/", "post"): {"401", "403", "404", "409"},
     ("/api/series/{id}/skip/", "post"): {"401", "403", "404", "409"},
     ("/api/suppressions/", "get"): {"401", "403", "404"},
-    ("/api/suppressions/", "post"): {"400", "401", "403", "415"},
+    ("/api/suppressions/", "post"): {"400", "401", "403", "413", "415"},
     ("/api/suppressions/{id}/", "get"): {"401", "403", "404"},
     ("/api/tasks/", "get"): {"400", "401", "404"},
-    ("/api/tasks/", "post"): {"400", "401", "403", "415", "422", "429", "503"},
+    ("/api/tasks/", "post"): {"400", "401", "403", "413", "415", "422", "429", "503"},
     ("/api/tasks/{id}/", "get"): {"401", "404"},
-    ("/api/tasks/{id}/", "patch"): {"400", "401", "403", "404", "409", "415"},
-    ("/api/tasks/{id}/cancel/", "post"): {"400", "401", "403", "404", "409", "415", "422"},
-    ("/api/tasks/preview/", "post"): {"400", "401", "403", "415"},
-    ("/api/tasks/test/", "post"): {"400", "401", "403", "415", "422", "429", "503"},
+    ("/api/tasks/{id}/", "patch"): {"400", "401", "403", "404", "409", "413", "415"},
+    ("/api/tasks/{id}/cancel/", "post"): {"400", "401", "403", "404", "409", "413", "415", "422"},
+    ("/api/tasks/preview/", "post"): {"400", "401", "403", "413", "415"},
+    ("/api/tasks/test/", "post"): {"400", "401", "403", "413", "415", "422", "429", "503"},
 }
 SUCCESS_HEADERS = {
     ("/api/notifications/", "get"): {"X-Server-Time"},
@@ -276,3 +276,16 @@ def test_schema_is_english_under_the_korean_default(settings, url, headers):
     assert HANGUL.findall(text) == []
     assert "A unique integer value identifying this task." in text
     assert "Only tasks in it." in text
+
+
+def test_a_refused_recipient_is_documented_keyed_by_its_position(schema):
+    for path in ("/api/tasks/", "/api/tasks/preview/", "/api/tasks/test/", "/api/series/"):
+        media = schema["paths"][path]["post"]["responses"]["400"]["content"]["application/json"]
+        assert media["examples"]["InvalidRecipient"]["value"] == {
+            "recipients": {"2": ["“a@b” is not a valid e-mail address."]}
+        }
+        body = resolve(schema, media["schema"])
+        assert "keyed by its index" in body["description"]
+        assert {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}} in body[
+            "additionalProperties"
+        ]["anyOf"]

@@ -8,7 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from subscriptions.services import suppress_address
 from tasks import services
+from tasks.jobs import send_task
 from tasks.mail import MailSpec
 from tasks.models import Delivery, Task
 from tests.harness import free_port
@@ -141,3 +143,38 @@ def test_metrics_say_redis_down_instead_of_failing(client, staff, settings):
     metrics = parse(response.content.decode())
     assert metrics["reservemail_redis_up"] == 0
     assert 'reservemail_tasks{status="queued"}' in metrics
+
+
+@pytest.mark.django_db
+def test_metrics_count_recipients_skipped_for_the_suppression_list(
+    client, staff, user, smtp, settings, django_capture_on_commit_callbacks
+):
+    settings.METRICS_WINDOW = 600
+    suppress_address(address="b@example.com", list_name="newsletter", how="one_click")
+    suppress_address(address="c@example.com", list_name="", how="admin")  # all bulk mail
+    news = MailSpec(
+        template="newsletter",
+        recipients=("a@example.com", "b@example.com", "c@example.com"),
+        context={"title": "June", "body": "News"},
+    )
+    welcome = MailSpec(template="welcome", recipients=("b@example.com",), context={"name": "B"})  # not bulk: sent
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks = [services.enqueue_task(owner=user, mail=mail, description="m") for mail in (news, welcome)]
+    for task in tasks:
+        send_task(task.pk)
+    statuses = sorted(Delivery.objects.values_list("task_id", "address", "status"))
+    assert statuses == [
+        (tasks[0].pk, "a@example.com", "sent"),
+        (tasks[0].pk, "b@example.com", "suppressed"),
+        (tasks[0].pk, "c@example.com", "suppressed"),
+        (tasks[1].pk, "b@example.com", "sent"),
+    ]
+    client.force_login(staff)
+    metrics = parse(client.get("/metrics").content.decode())
+    assert metrics["reservemail_recipients_suppressed"] == 2
+    assert metrics['reservemail_smtp_errors{kind="permanent"}'] == 0
+
+    # One skipped before the window is no longer counted.
+    Delivery.objects.filter(address="c@example.com").update(sent_at=timezone.now() - timedelta(seconds=601))
+    metrics = parse(client.get("/metrics").content.decode())
+    assert metrics["reservemail_recipients_suppressed"] == 1

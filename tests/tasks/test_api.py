@@ -272,16 +272,16 @@ def test_create_missing_fields_are_field_errors(api):
 
 
 @pytest.mark.parametrize(
-    ("change", "field", "message"),
+    ("recipients", "index", "message"),
     [
-        ({"recipients": ["not-an-address"]}, "recipients", "“not-an-address” is not a valid e-mail address."),
-        ({"recipients": ["a@example.com"] * 2 + ["b@x"]}, "recipients", "“b@x” is not a valid e-mail address."),
+        (["not-an-address"], "0", "“not-an-address” is not a valid e-mail address."),
+        (["a@example.com"] * 2 + ["b@x"], "2", "“b@x” is not a valid e-mail address."),
     ],
 )
-def test_create_service_refusals_are_400_with_message(api, redis_conn, change, field, message):
-    response = api.post("/api/tasks/", {**SEND, **change}, format="json")
+def test_create_bad_recipient_is_400_keyed_by_its_position(api, redis_conn, recipients, index, message):
+    response = api.post("/api/tasks/", {**SEND, "recipients": recipients}, format="json")
     assert response.status_code == 400
-    assert response.json() == {"detail": message, "code": "invalid", field: [message]}
+    assert response.json() == {"recipients": {index: [message]}}
     assert Task.objects.count() == 0
     assert redis_conn.keys("rq:*") == []
 

@@ -83,7 +83,7 @@ def test_preview_of_a_bulk_template_carries_the_recipients_unsubscribe_link(api,
     ("change", "expected"),
     [
         ({"recipient": "nobody@example.com"}, {"recipient": ["“nobody@example.com” is not one of the recipients."]}),
-        ({"recipients": ["bad"]}, {"recipients": ["“bad” is not a valid e-mail address."]}),
+        ({"recipients": ["bad"]}, {"recipients": {"0": ["“bad” is not a valid e-mail address."]}}),
         ({"context": {"site_name": "x" * 300}}, {"context": None}),
         ({"template": "nope"}, {"template": ['"nope" is not a valid choice.']}),
     ],

@@ -296,11 +296,7 @@ def test_patch_once_running_or_ended_is_409(api, user, django_capture_on_commit_
         ({"description": ""}, {"description": ["This field may not be blank."]}),
         (
             {"recipients": ["bad"]},
-            {
-                "detail": "“bad” is not a valid e-mail address.",
-                "code": "invalid",
-                "recipients": ["“bad” is not a valid e-mail address."],
-            },
+            {"recipients": {"0": ["“bad” is not a valid e-mail address."]}},
         ),
         (
             {"description": "   "},

@@ -219,6 +219,32 @@ def test_another_users_task_is_404_and_untouched(signed_in, other_user, django_c
     assert theirs.status == "reserved"
 
 
+@pytest.mark.parametrize(
+    ("method", "page"),
+    [
+        ("get", "/tasks/"),
+        ("get", "/tasks/{task}/"),
+        ("get", "/tasks/{task}/edit/"),
+        ("get", "/tasks/{task}/deliveries/{delivery}/"),
+        ("post", "/tasks/{task}/cancel/"),
+        ("post", "/tasks/{task}/reschedule/"),
+    ],
+)
+def test_every_task_page_sends_an_anonymous_visitor_to_sign_in(
+    client, user, django_capture_on_commit_callbacks, method, page
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        task = reserve(user)
+    delivery = Delivery.objects.create(task=task, address="z@example.com")
+    due = task.reserved_at
+    url = page.format(task=task.pk, delivery=delivery.pk)
+    data = {"scheduled_at": local_input(timezone.now() + timedelta(days=2))} if method == "post" else {}
+    response = getattr(client, method)(url, data)
+    assert (response.status_code, response["Location"]) == (302, f"/accounts/login/?next={url}")
+    task.refresh_from_db()
+    assert (task.status, task.reserved_at) == ("reserved", due)
+
+
 def test_reschedule_moves_the_reservation(signed_in, user, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         task = reserve(user)
