@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from series import upkeep
 from tasks import transitions
-from tasks.delivery.policy import HELP_THRESHOLD, lease_seconds
+from tasks.delivery.policy import HELP_THRESHOLD, backlog_cap, lease_seconds
 from tasks.display import read_stored
 from tasks.mail import new_message_id
 from tasks.models import OPEN_DELIVERY, Delivery, Task
@@ -95,11 +95,17 @@ def claim_slice(*, own_task_id: int | None, now: datetime, limit: int, others: b
 
 
 def due_backlog(*, now: datetime) -> int:
-    """How much due work waits to be claimed: due reservations plus open recipients nobody holds."""
+    """How much due work waits to be claimed: due reservations plus open recipients nobody holds.
+
+    Counted up to backlog_cap() each: the slice size never depends on more, and counting every open
+    recipient of a 100,000-recipient task before each slice would cost more than the slice.
+    """
     grace = now - timedelta(minutes=settings.MISSED_GRACE_MINUTES)
-    reserved = Task.objects.filter(status=Task.Status.RESERVED, reserved_at__lte=now, reserved_at__gte=grace).count()
+    reserved = Task.objects.filter(status=Task.Status.RESERVED, reserved_at__lte=now, reserved_at__gte=grace)
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    return reserved + Delivery.objects.filter(free, status__in=OPEN_DELIVERY, task__status=RUNNING).count()
+    waiting = Delivery.objects.filter(free, status__in=OPEN_DELIVERY, task__status=RUNNING)
+    cap = backlog_cap()
+    return reserved[:cap].count() + waiting[:cap].count()
 
 
 def _start_claimed(task_ids: list[int], occurrences: list[tuple[int, int, datetime | None]]) -> int:

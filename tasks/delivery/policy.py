@@ -40,6 +40,11 @@ def relay_retry_delay(attempt: int) -> float:
     return intervals[min(max(attempt, 1), len(intervals)) - 1]
 
 
+def backlog_cap() -> int:
+    """How far due work is counted: a slice is at most a tenth of the backlog and DELIVERY_SLICE_MAX."""
+    return 10 * int(settings.DELIVERY_SLICE_MAX) + 1
+
+
 def lease_seconds() -> float:
     """How long a slice stays a worker's without renewal: as long as a RUNNING task may stay silent.
 

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
 from tasks import scheduler, transitions
@@ -211,13 +211,18 @@ def finish_settled(tasks: list[Task], *, now: datetime) -> list[int]:
     """FINISH each of ``tasks`` whose recipients are all settled, with its counts in the log; returns their ids."""
     if not tasks:
         return []
-    counts: dict[int, dict[str, int]] = defaultdict(dict)
-    rows = Delivery.objects.filter(task_id__in=[t.pk for t in tasks]).values_list("task_id", "status")
-    for task_id, status, n in rows.annotate(n=Count("pk")):  # one grouped read: what is open, and the counts
-        counts[task_id][status] = n
-    done = [t for t in tasks if not any(counts[t.pk].get(status) for status in OPEN_DELIVERY)]
+    # Whether a task still has an open recipient: one EXISTS per task on the index of open rows, so
+    # a slice of a 100,000-recipient task costs the same as one of ten (a grouped count of all its
+    # rows after every slice made a big task quadratic: measured 0.36 of the ceiling at 100,000).
+    still_open = Exists(Delivery.objects.filter(task_id=OuterRef("pk"), status__in=OPEN_DELIVERY))
+    settled = set(Task.objects.filter(pk__in=[t.pk for t in tasks]).filter(~still_open).values_list("pk", flat=True))
+    done = [t for t in tasks if t.pk in settled]
     if not done:
         return []
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    rows = Delivery.objects.filter(task_id__in=[t.pk for t in done]).values_list("task_id", "status")
+    for task_id, status, n in rows.annotate(n=Count("pk")):
+        counts[task_id][status] = n
     failures: dict[int, list[str]] = defaultdict(list)
     for task_id, address, error in Delivery.objects.filter(
         task_id__in=[t.pk for t in done if counts[t.pk].get(D.FAILED)], status=D.FAILED
