@@ -136,7 +136,7 @@ def test_schema_token_operation_is_anonymous_with_one_json_body(schema):
     assert list(operation["requestBody"]["content"]) == ["application/json"]
     body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert schema["components"]["schemas"][body]["required"] == ["password", "username"]
-    assert set(operation["responses"]) == {"200", "400", "415", "429"}
+    assert set(operation["responses"]) == {"200", "400", "413", "415", "429"}
     assert set(operation["responses"]["429"]["headers"]) == {"Retry-After"}
 
 
