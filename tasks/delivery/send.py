@@ -155,10 +155,11 @@ class SliceSender:
         open_tasks = [t for t in self.chunk.tasks.values() if not self.result.done_with(t.pk)]
         if not open_tasks:
             return
+        counts = settled_counts(open_tasks)  # a read: before the write lock, which the counting would hold
         # One transaction: a task another worker finishes meanwhile is either finished after this
         # notice (its end notice wins) or no longer RUNNING here (no notice), never shown running again.
         with transaction.atomic():
-            notify_many(write_progress(open_tasks, now=now))
+            notify_many(write_progress(open_tasks, counts, now=now))
 
 
 def suppressed_deliveries(chunk: Slice) -> set[int]:
@@ -179,20 +180,25 @@ def suppressed_deliveries(chunk: Slice) -> set[int]:
     return {work.delivery_id for work in bulk if (work.address, lists[work.task_id]) in found}
 
 
-def write_progress(tasks: list[Task], *, now: datetime) -> list[Task]:
-    """Heartbeat each task (fenced by its attempt) with its share of settled recipients as progress.
-
-    Returns the tasks still RUNNING under their attempt (the others were stopped, finished or taken over).
-    """
+def settled_counts(tasks: list[Task]) -> dict[int, tuple[int, int]]:
+    """``task_id -> (settled, total)`` recipients: one grouped count on the (task, status) index."""
     counts: dict[int, list[int]] = {t.pk: [0, 0] for t in tasks}
-    rows = Delivery.objects.filter(task_id__in=list(counts)).values_list("task_id", "status").annotate(n=Count("pk"))
-    for task_id, status, n in rows:
+    rows = Delivery.objects.filter(task_id__in=list(counts)).values_list("task_id", "status").annotate(n=Count("*"))
+    for task_id, status, n in rows.order_by():
         counts[task_id][1] += n
         if status in SETTLED_DELIVERY:
             counts[task_id][0] += n
+    return {task_id: (settled, total) for task_id, (settled, total) in counts.items()}
+
+
+def write_progress(tasks: list[Task], counts: dict[int, tuple[int, int]], *, now: datetime) -> list[Task]:
+    """Heartbeat each task (fenced by its attempt) with its share of settled recipients (``counts``) as progress.
+
+    Returns the tasks still RUNNING under their attempt (the others were stopped, finished or taken over).
+    """
     groups: dict[tuple[int, int], list[Task]] = defaultdict(list)
     for task in tasks:
-        settled, total = counts[task.pk]
+        settled, total = counts.get(task.pk, (0, 0))
         task.progress = min(99, int(settled * 100 / total)) if total else 0
         groups[(task.attempts, task.progress)].append(task)
     alive = []
