@@ -16,7 +16,7 @@ from tasks.exceptions import TaskStateError
 from tasks.logfields import task_fields
 from tasks.models import Delivery, Task
 from tasks.notify import notify_ended, notify_many, notify_progress
-from tasks.transitions.table import D, S, _give_back_deliveries, _move, _reload, _running, append_log
+from tasks.transitions.table import D, S, _end_attempt, _move, _reload, _running, append_log
 
 # One logger for the package, named as before the split: log records keep logger "tasks.transitions".
 logger = logging.getLogger("tasks.transitions")
@@ -73,21 +73,15 @@ def _finished_now(ids: list[int], now: datetime) -> list[int]:
     return list(Task.objects.filter(pk__in=ids, status=S.FINISHED, ended_at=now).values_list("pk", flat=True))
 
 
+@transaction.atomic
 def fail(*, task_id: int, attempt: int, reason: str, now: datetime) -> bool:
     """RUNNING (this attempt) -> FINISHED + failed, for an error that retrying cannot fix (a broken template)."""
-    won = _move(
-        sources=(S.RUNNING,),
-        target=S.FINISHED,
-        where=_running(task_id, attempt),
-        failed=True,
-        ended_at=now,
-        log=append_log(_("error: %s") % reason),
+    task = _end_attempt(
+        task_id=task_id, where=_running(task_id, attempt), target=S.FINISHED, line=_("error: %s") % reason, now=now
     )
-    if won:
-        task = _reload(task_id)
-        logger.error("task failed task_id=%s error=%s", task_id, reason, extra=task_fields(task, "running->finished"))
-        notify_ended(task)
-    return bool(won)
+    if task is not None:
+        _report_failed(task, reason)
+    return task is not None
 
 
 @transaction.atomic
@@ -100,42 +94,34 @@ def hand_back(*, task_id: int, attempt: int, reason: str, left: int, now: dateti
     any other worker sending it stops at its next recipient. Returns whether it went back to
     QUEUED; the caller sees to its next job.
     """
-    if left > 0:
-        won = _move(
-            sources=(S.RUNNING,),
-            target=S.QUEUED,
-            where=_running(task_id, attempt),
-            log=append_log(
-                f"attempt {attempt}: {reason}; "
-                + ("kept pending until the relay accepts" if relay else f"retrying ({left} left)")
-            ),
+    where = _running(task_id, attempt)
+    if left <= 0:
+        task = _end_attempt(
+            task_id=task_id, where=where, target=S.FINISHED, line=f"attempt {attempt}: {reason}; giving up", now=now
         )
-        if won:
-            _give_back_deliveries(task_id)
-            task = _reload(task_id)
-            logger.warning(
-                "transient failure task_id=%s retries_left=%s error=%s",
-                task_id,
-                left,
-                reason,
-                extra=task_fields(task, "running->queued"),
-            )
-            notify_progress(task)
-        return bool(won)
-    won = _move(
-        sources=(S.RUNNING,),
-        target=S.FINISHED,
-        where=_running(task_id, attempt),
-        failed=True,
-        ended_at=now,
-        log=append_log(f"attempt {attempt}: {reason}; giving up"),
+        if task is not None:
+            _report_failed(task, reason)
+        return False
+    waiting = "kept pending until the relay accepts" if relay else f"retrying ({left} left)"
+    task = _end_attempt(
+        task_id=task_id, where=where, target=S.QUEUED, line=f"attempt {attempt}: {reason}; {waiting}", now=now
     )
-    if won:
-        _give_back_deliveries(task_id)
-        task = _reload(task_id)
-        logger.error("task failed task_id=%s error=%s", task_id, reason, extra=task_fields(task, "running->finished"))
-        notify_ended(task)
-    return False
+    if task is None:
+        return False
+    logger.warning(
+        "transient failure task_id=%s retries_left=%s error=%s",
+        task_id,
+        left,
+        reason,
+        extra=task_fields(task, "running->queued"),
+    )
+    notify_progress(task)
+    return True
+
+
+def _report_failed(task: Task, reason: str) -> None:
+    logger.error("task failed task_id=%s error=%s", task.pk, reason, extra=task_fields(task, "running->finished"))
+    notify_ended(task)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from django.db.models import Q
 
 from tasks.models import Task
 from tasks.notify import notify_ended, notify_progress
-from tasks.transitions.table import S, _give_back_deliveries, _move, _reload, _running, append_log
+from tasks.transitions.table import S, _end_attempt, _move, _reload, _running, append_log
 
 # One logger for the package, named as before the split: log records keep logger "tasks.transitions".
 logger = logging.getLogger("tasks.transitions")
@@ -28,22 +28,11 @@ def recover(*, task_id: int, attempt: int, beat: datetime | None, retry: bool, l
     this call moved the task.
     """
     where = _running(task_id, attempt) & Q(heartbeat_at=beat)
-    if retry:
-        won = _move(sources=(S.RUNNING,), target=S.QUEUED, where=where, log=append_log(f"{line}; retrying"))
-    else:
-        won = _move(
-            sources=(S.RUNNING,),
-            target=S.FINISHED,
-            where=where,
-            failed=True,
-            ended_at=now,
-            log=append_log(f"{line}; giving up"),
-        )
-    if won:
-        _give_back_deliveries(task_id)
-        task = _reload(task_id)
+    target, line = (S.QUEUED, f"{line}; retrying") if retry else (S.FINISHED, f"{line}; giving up")
+    task = _end_attempt(task_id=task_id, where=where, target=target, line=line, now=now)
+    if task is not None:
         (notify_progress if retry else notify_ended)(task)
-    return bool(won)
+    return task is not None
 
 
 def mark_missed(*, task_id: int, now: datetime) -> bool:

@@ -2,12 +2,14 @@
 
 ``_move`` is the conditional update, its sources checked against ``tasks.models.TRANSITIONS``;
 beside it the log line appended in the same UPDATE, the reload for log record and notification,
-the attempt fence of a RUNNING task, and giving a task's open deliveries back.
+the attempt fence of a RUNNING task, giving a task's open deliveries back, and ending an attempt
+(move, give back, reload) as a failure, a hand-back and the reconciler's recovery all do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
@@ -61,3 +63,17 @@ def _give_back_deliveries(task_id: int) -> int:
     return Delivery.objects.filter(task_id=task_id, status__in=(D.PENDING, D.SENDING)).update(
         status=D.PENDING, lease_token="", lease_until=None
     )
+
+
+def _end_attempt(*, task_id: int, where: Q, target: str, line: str, now: datetime) -> Task | None:
+    """RUNNING -> ``target`` (QUEUED for a retry, or FINISHED + failed) under ``where``, with ``line`` logged.
+
+    The attempt's open deliveries are given back in the same transaction (the caller's), so a worker
+    still sending the task fails its next ownership check. Returns the row after the move, or None
+    when another actor moved the task first.
+    """
+    fields: dict[str, object] = {"failed": True, "ended_at": now} if target == S.FINISHED else {}
+    if not _move(sources=(S.RUNNING,), target=target, where=where, log=append_log(line), **fields):
+        return None
+    _give_back_deliveries(task_id)
+    return _reload(task_id)
