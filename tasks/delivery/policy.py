@@ -54,22 +54,30 @@ def lease_seconds() -> float:
 
 
 class SliceSizer:
-    """How many recipients the next claim takes: a tenth of the due backlog, at most what this worker
-    sends in DELIVERY_SLICE_SECONDS (its measured rate), within DELIVERY_SLICE_MIN..DELIVERY_SLICE_MAX.
+    """How many recipients the next claim takes: at most what this worker sends in
+    DELIVERY_SLICE_SECONDS (its measured rate) and a tenth of the largest due backlog this job has
+    seen in the current run of work, at most half of what is left, at least a tenth of it; within
+    DELIVERY_SLICE_MIN..DELIVERY_SLICE_MAX.
 
     A tenth of the backlog lets every worker take part in a burst and bounds what a frozen worker
-    holds to about a tenth of it; the rate cap keeps a slice short in time, so its lease and its
-    progress stay fresh; large backlogs get large slices, so claims cost little against sending.
-    The rate is an exponential average of recipients per second over past slices.
+    holds to about a tenth of it; keeping that size while the burst drains (a tenth of the largest
+    backlog, not of what is left) saves the many small slices of a tail that shrinks by a tenth per
+    claim, each paying a claim and a finish (measured: about 45 slices for a burst of 1000, now
+    about 15); half of what is left still shares the tail between workers. The rate cap keeps a
+    slice short in time, so its lease and its progress stay fresh. The rate is an exponential
+    average of recipients per second over past slices.
     """
 
     def __init__(self) -> None:
         self.rate = 200.0  # a modest first guess; the first slices measure the real one
+        self.seen = 0  # the largest backlog since work was last found wanting
         self._started = 0.0
 
     def size(self, backlog: int) -> int:
+        self.seen = max(self.seen, backlog) if backlog > 0 else 0
         by_rate = int(self.rate * float(settings.DELIVERY_SLICE_SECONDS))
-        wanted = min(by_rate, backlog // 10)
+        share = max(backlog // 10, min(self.seen // 10, backlog // 2))
+        wanted = min(by_rate, share)
         return max(int(settings.DELIVERY_SLICE_MIN), min(int(settings.DELIVERY_SLICE_MAX), wanted))
 
     def start(self) -> None:
