@@ -66,7 +66,7 @@ def smtp(smtp_sink: SmtpSink, settings) -> Iterator[SmtpSink]:  # noqa: ANN001
 def database_url() -> str:
     """A URL that points worker subprocesses at the test database this run created."""
     cfg = connection.settings_dict
-    if cfg["ENGINE"].endswith("sqlite3"):
+    if connection.vendor == "sqlite":
         return f"sqlite:///{cfg['NAME']}"
     user = quote(cfg.get("USER") or "", safe="")
     password = f":{quote(cfg['PASSWORD'], safe='')}" if cfg.get("PASSWORD") else ""
