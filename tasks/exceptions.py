@@ -1,5 +1,7 @@
 """Errors raised by the task services; interfaces show their messages as they are."""
 
+from django.utils.translation import gettext as _
+
 from reservemail.exceptions import ReservemailError
 
 
@@ -67,3 +69,12 @@ class InvalidIdempotencyKeyError(ReservemailError):
 
     code = "invalid_idempotency_key"
     status = 400
+
+
+def unreadable_context(task_id: int) -> ReservationError:
+    """The error for a task whose stored context (saved before the input limits) cannot be read back safely."""
+    message = _(
+        "The stored context of mail #%(id)s cannot be read: it was saved before the current input limits. "
+        "Give a new context, or create a new mail."
+    )
+    return ReservationError(message % {"id": task_id}, code="context_unreadable", field="context")

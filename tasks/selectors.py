@@ -6,6 +6,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Case, Count, Prefetch, Q, QuerySet, TextField, When
 from django.db.models.functions import Cast
 
+from tasks.display import read_stored
 from tasks.exceptions import TaskNotFoundError
 from tasks.models import CANCELLABLE, Delivery, Task
 
@@ -21,8 +22,10 @@ def get_task_of(owner: AbstractBaseUser | AnonymousUser | None, task_id: int) ->
     """Return the owner's task ``task_id``; another user's task raises TaskNotFoundError.
 
     ``owner=None`` is for staff and system callers (admin, reconciler) that act on any task.
+    The decoded context is deferred and ``context_text`` given (with_context_text): a row stored
+    before the input limits can still be canceled, moved or shown; stored_context_of() reads it.
     """
-    queryset = Task.objects.all() if owner is None else list_tasks_of(owner)
+    queryset = with_context_text(Task.objects.all() if owner is None else list_tasks_of(owner))
     try:
         return queryset.get(pk=task_id)
     except (Task.DoesNotExist, ValueError, TypeError):
@@ -36,6 +39,17 @@ def with_context_text(queryset: QuerySet[Task]) -> QuerySet[Task]:
     module to decode (tasks.display), and a page must still show it.
     """
     return queryset.defer("context").annotate(context_text=Cast("context", output_field=TextField()))
+
+
+def stored_context_of(task: Task) -> dict | None:
+    """The task's stored context as a dict, or None when it cannot be read safely (too deep, not an object).
+
+    ``task`` comes from with_context_text() (``context_text``); otherwise its decoded context is used.
+    """
+    if not hasattr(task, "context_text"):
+        return task.context if isinstance(task.context, dict) else None
+    context = read_stored(task.context_text)
+    return context if isinstance(context, dict) else None
 
 
 def get_task_shown_of(owner: AbstractBaseUser | AnonymousUser, task_id: int) -> Task:

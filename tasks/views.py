@@ -19,12 +19,12 @@ from series.services import create_series
 from tasks import services
 from tasks.compose import FORGET_CSV, field_of, preview_of, review_of, without_csv
 from tasks.display import read_stored
-from tasks.exceptions import TaskStateError
+from tasks.exceptions import TaskStateError, unreadable_context
 from tasks.forms import MailForm, RescheduleForm, ReservationEditForm, template_context_names
 from tasks.health import health_report
 from tasks.mail import MailSpec
 from tasks.models import Task
-from tasks.selectors import get_task_of, get_task_shown_of, list_deliveries_of, list_history_of
+from tasks.selectors import get_task_of, get_task_shown_of, list_deliveries_of, list_history_of, stored_context_of
 
 HISTORY_PAGE_SIZE = 20
 DELIVERIES_PAGE_SIZE = 100
@@ -146,6 +146,11 @@ def edit(request: AuthedRequest, task_id: int) -> HttpResponse:
     if request.method != "POST" and task.status != Task.Status.RESERVED:  # a POST is told by the service
         messages.error(request, _("Mail #%(id)s can no longer be edited: it is %(status)s.") % _shown(task))
         return redirect("tasks:detail", task_id=task.pk)
+    stored = stored_context_of(task)
+    if stored is None:  # stored before the input limits: shown on its page, not typed back into a form
+        messages.error(request, unreadable_context(task.pk).message)
+        return redirect("tasks:detail", task_id=task.pk)
+    task.context = stored  # the form types it back; decoded once, safely
     form = ReservationEditForm(request.POST or None, task=task)
     if request.method == "POST" and form.is_valid():
         try:

@@ -76,7 +76,7 @@ def cancel_reserve(*, owner: Owner, task_id: int) -> Canceled:
     task = get_task_of(owner, task_id)
     if transitions.cancel_pending(task_id=task.pk, who=who_of(owner), now=timezone.now()):
         transaction.on_commit(partial(_forget_job, task.pk))
-        return Canceled(task=Task.objects.get(pk=task.pk))
+        return Canceled(task=get_task_of(None, task.pk))
     task.refresh_from_db()
     raise_state(task, "cancel")
 
@@ -96,7 +96,7 @@ def cancel_task(*, owner: Owner, task_id: int) -> Canceled:
     now = timezone.now()
     if transitions.cancel_pending(task_id=task.pk, who=who_of(owner), now=now):
         transaction.on_commit(partial(_forget_job, task.pk))
-        return Canceled(task=Task.objects.get(pk=task.pk))
+        return Canceled(task=get_task_of(None, task.pk))
     stopped = transitions.stop(task_id=task.pk, who=who_of(owner), now=now)
     if stopped is not None:
         return Canceled(task=stopped.task, stopped=True, sent=stopped.sent, total=stopped.total)
@@ -126,7 +126,7 @@ def reschedule_task(*, owner: Owner, task_id: int, scheduled_at: datetime) -> Ta
     get_task_of(owner, task_id)
     task = transitions.reschedule(task_id=task_id, scheduled_at=scheduled_at)
     if task is None:
-        raise_state(Task.objects.get(pk=task_id), "reschedule")
+        raise_state(get_task_of(None, task_id), "reschedule")
     transaction.on_commit(partial(move_job, task.pk, scheduled_at, task.queue))
     return task
 

@@ -13,11 +13,12 @@ from django.db.models import Field
 from django.utils import timezone
 
 from tasks import scheduler
+from tasks.exceptions import unreadable_context
 from tasks.logfields import task_fields
 from tasks.mail import MailSpec
 from tasks.models import Task
 from tasks.notify import notify_progress, notify_reserve
-from tasks.selectors import get_task_of
+from tasks.selectors import get_task_of, stored_context_of
 from tasks.services.dispatch import dispatch
 from tasks.validation import clean_mail, ensure_description, ensure_reservable
 
@@ -154,5 +155,8 @@ def retry_task(*, owner: AbstractBaseUser | None, task_id: int) -> Task:
     ``owner=None`` lets staff retry any task. Raises TaskNotFoundError for another user's task.
     """
     old = get_task_of(owner, task_id)
-    mail = MailSpec(template=old.template, recipients=tuple(old.recipients), context=old.context)
+    context = stored_context_of(old)
+    if context is None:
+        raise unreadable_context(old.pk)
+    mail = MailSpec(template=old.template, recipients=tuple(old.recipients), context=context)
     return enqueue_task(owner=old.owner, mail=mail, description=old.description)

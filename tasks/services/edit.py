@@ -20,10 +20,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tasks import transitions
-from tasks.exceptions import ReservationError
+from tasks.exceptions import ReservationError, unreadable_context
 from tasks.mail import MailSpec
 from tasks.models import Task
-from tasks.selectors import get_task_of
+from tasks.selectors import get_task_of, stored_context_of, with_context_text
 from tasks.services.change import move_job, raise_state, who_of
 from tasks.validation import clean_mail, ensure_description, ensure_reservable
 
@@ -42,17 +42,24 @@ class ReservationChanges:
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
 
 
-def _content(task: Task, changes: ReservationChanges) -> dict[str, object]:
-    """The changed mail parts, checked as a whole with the parts that stay (clean_mail), as Task fields."""
+def _content(task: Task, context: dict[str, Any] | None, changes: ReservationChanges) -> dict[str, object]:
+    """The changed mail parts, checked as a whole with the parts that stay (clean_mail), as Task fields.
+
+    ``context`` is the stored one (None: unreadable, from before the input limits): a change of
+    recipients or template must then come with a new context (unreadable_context, 400).
+    """
     if changes.recipients is None and changes.template is None and changes.context is None:
         return {}
+    shared = changes.context if changes.context is not None else context
+    if shared is None:
+        raise unreadable_context(task.pk)
     raw = changes.recipients if changes.recipients is not None else task.recipients
     recipients: Any = raw if isinstance(raw, str) else tuple(raw)  # typed text is split by clean_mail
     mail = clean_mail(
         MailSpec(
             template=changes.template if changes.template is not None else task.template,
             recipients=recipients,
-            context=changes.context if changes.context is not None else task.context,
+            context=shared,
         )
     )
     out: dict[str, object] = {}
@@ -79,10 +86,11 @@ def edit_reservation(*, owner: AbstractBaseUser | None, task_id: int, changes: R
     get_task_of(owner, task_id)
     # Lock the row first (SQLite: the IMMEDIATE transaction already holds the write lock), so the
     # checks below see the row the update writes.
-    task = Task.objects.select_for_update().get(pk=task_id)
+    task = with_context_text(Task.objects.select_for_update()).get(pk=task_id)
     if task.status != Task.Status.RESERVED:
         raise_state(task, "edit")
-    updates = _content(task, changes)
+    context = stored_context_of(task)
+    updates = _content(task, context, changes)
     if changes.description is not None:
         updates["description"] = ensure_description(changes.description)
     due = changes.scheduled_at
@@ -90,10 +98,11 @@ def edit_reservation(*, owner: AbstractBaseUser | None, task_id: int, changes: R
     if due is not None and moved:
         ensure_reservable(due, now=timezone.now())
         updates["reserved_at"] = due
-    updates = {name: value for name, value in updates.items() if value != getattr(task, name)}  # the log names these
+    current = {**{name: getattr(task, name) for name in updates if name != "context"}, "context": context}
+    updates = {name: value for name, value in updates.items() if value != current[name]}  # the log names these
     edited = transitions.edit_reserved(task_id=task.pk, changes=updates, who=who_of(owner))
     if edited is None:  # cannot happen under the lock
-        raise_state(Task.objects.get(pk=task_id), "edit")
+        raise_state(get_task_of(None, task_id), "edit")
     if moved and due is not None:
         transaction.on_commit(partial(move_job, edited.pk, due, edited.queue))
     return edited

@@ -93,7 +93,7 @@ def _rewrite(task_id: int, changes: Mapping[str, object], line: str) -> Task | N
     line = line or "rescheduled to the same time"
     if not _move(sources=(S.RESERVED,), target=S.RESERVED, where=Q(pk=task_id), log=append_log(line), **changes):
         return None  # cannot happen under the lock; refuse rather than guess
-    task = Task.objects.get(pk=task_id)
+    task = _reload(task_id)
     notify_reserve(task)
     logger.info(
         "task changed task_id=%s fields=%s due=%s",

@@ -16,6 +16,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from tasks.models import TRANSITIONS, Delivery, Task
+from tasks.selectors import with_context_text
 
 S = Task.Status
 D = Delivery.Status
@@ -46,12 +47,13 @@ def _move(*, sources: Iterable[str], target: str, where: Q, **fields: object) ->
 
 
 def _reload(task_id: int) -> Task:
-    """The row after a transition, for its log record and notification; the context is not decoded.
+    """The row after a transition, for its log record, notification and answer; the context as stored text.
 
     Why: a row stored before the input limits may hold a context too deep for the json module,
-    and a transition (failing that very task, say) must not trip over it.
+    and a transition (failing or canceling that very task, say) must not trip over it; the API's
+    answer reads ``context_text`` (tasks.selectors.with_context_text).
     """
-    return Task.objects.defer("context", "recipients").get(pk=task_id)
+    return with_context_text(Task.objects.defer("recipients")).get(pk=task_id)
 
 
 def _running(task_id: int, attempt: int) -> Q:

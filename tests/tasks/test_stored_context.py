@@ -1,12 +1,15 @@
 """Rows stored before the input limits (a context far too deep, too big, not an object) still show on every page."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from tasks import services
 from tasks.display import preview_json, text_depth
+from tasks.exceptions import ReservationError
 from tasks.models import Task
 from tests.tasks.input_cases import deep_json
 
@@ -112,3 +115,54 @@ def test_the_csv_export_writes_an_odd_stored_context(user, text):
         assert "".join(shown.split()) == "".join(text.split())
     else:
         assert shown == json.dumps(json.loads(text), ensure_ascii=False)
+
+
+UNREADABLE = {"deep-990": ODD_CONTEXTS["deep-990"], "not-an-object": ODD_CONTEXTS["not-an-object"]}
+
+
+def reserved(owner, context_text):
+    """A reservation two hours ahead whose context column holds ``context_text`` as written."""
+    task = stored(owner, context_text)
+    due = timezone.now() + timedelta(hours=2)
+    Task.objects.filter(pk=task.pk).update(status="reserved", reserved_at=due, started_at=None, ended_at=None)
+    return task
+
+
+@pytest.mark.parametrize("text", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_an_unreadable_reservation_can_still_be_moved_and_canceled(user, text):
+    """The doors that need no context (reschedule, cancel, the API's answer) work; none trips over the row."""
+    from tests.tasks.test_api import client_for
+
+    task = reserved(user, text)
+    api = client_for(user)
+    later = timezone.now() + timedelta(hours=3)
+    moved = services.reschedule_task(owner=user, task_id=task.pk, scheduled_at=later)
+    assert moved.reserved_at == later
+    answer = api.post(f"/api/tasks/{task.pk}/cancel/")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["status"] == "canceled"
+    assert Task.objects.filter(pk=task.pk).values_list("status", flat=True).get() == "canceled"
+
+
+@pytest.mark.parametrize("text", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_editing_an_unreadable_reservation_asks_for_a_new_context(client, user, text):
+    """The edit page says why it cannot type the row back; the API takes a time, or content with a new context."""
+    from tests.tasks.test_api import client_for
+
+    task = reserved(user, text)
+    client.force_login(user)
+    page = client.get(f"/tasks/{task.pk}/edit/", follow=True)
+    assert page.redirect_chain == [(f"/tasks/{task.pk}/", 302)]
+    assert f"The stored context of mail #{task.pk} cannot be read" in page.content.decode()
+    api = client_for(user)
+    later = (timezone.now() + timedelta(hours=3)).replace(microsecond=0)
+    assert api.patch(f"/api/tasks/{task.pk}/", {"scheduled_at": later.isoformat()}, format="json").status_code == 200
+    refused = api.patch(f"/api/tasks/{task.pk}/", {"recipients": ["c@example.com"]}, format="json")
+    assert refused.status_code == 400
+    assert "cannot be read" in json.dumps(refused.json()), refused.json()
+    assert Task.objects.filter(pk=task.pk).values_list("recipients", flat=True).get()[0] == "a@example.com"
+    fixed = api.patch(f"/api/tasks/{task.pk}/", {"context": {"name": "New"}}, format="json")
+    assert fixed.status_code == 200, fixed.content
+    assert Task.objects.get(pk=task.pk).context == {"name": "New"}
+    with pytest.raises(ReservationError, match="cannot be read"):
+        services.retry_task(owner=user, task_id=stored(user, text).pk)
