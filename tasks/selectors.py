@@ -44,11 +44,9 @@ def with_context_text(queryset: QuerySet[Task]) -> QuerySet[Task]:
 def stored_context_of(task: Task) -> dict | None:
     """The task's stored context as a dict, or None when it cannot be read safely (too deep, not an object).
 
-    ``task`` comes from with_context_text() (``context_text``); otherwise its decoded context is used.
+    ``task`` comes from with_context_text() (get_task_of, get_task_shown_of): it reads ``context_text``.
     """
-    if not hasattr(task, "context_text"):
-        return task.context if isinstance(task.context, dict) else None
-    context = read_stored(task.context_text)
+    context = read_stored(task.context_text)  # type: ignore[attr-defined]  # the annotation of with_context_text
     return context if isinstance(context, dict) else None
 
 

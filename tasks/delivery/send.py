@@ -182,13 +182,12 @@ def suppressed_deliveries(chunk: Slice) -> set[int]:
 
 def settled_counts(tasks: list[Task]) -> dict[int, tuple[int, int]]:
     """``task_id -> (settled, total)`` recipients: one grouped count on the (task, status) index."""
-    counts: dict[int, list[int]] = {t.pk: [0, 0] for t in tasks}
+    counts = dict.fromkeys((t.pk for t in tasks), (0, 0))
     rows = Delivery.objects.filter(task_id__in=list(counts)).values_list("task_id", "status").annotate(n=Count("*"))
     for task_id, status, n in rows.order_by():
-        counts[task_id][1] += n
-        if status in SETTLED_DELIVERY:
-            counts[task_id][0] += n
-    return {task_id: (settled, total) for task_id, (settled, total) in counts.items()}
+        settled, total = counts[task_id]
+        counts[task_id] = (settled + n if status in SETTLED_DELIVERY else settled, total + n)
+    return counts
 
 
 def write_progress(tasks: list[Task], counts: dict[int, tuple[int, int]], *, now: datetime) -> list[Task]:
@@ -198,7 +197,7 @@ def write_progress(tasks: list[Task], counts: dict[int, tuple[int, int]], *, now
     """
     groups: dict[tuple[int, int], list[Task]] = defaultdict(list)
     for task in tasks:
-        settled, total = counts.get(task.pk, (0, 0))
+        settled, total = counts[task.pk]
         task.progress = min(99, int(settled * 100 / total)) if total else 0
         groups[(task.attempts, task.progress)].append(task)
     alive = []
