@@ -108,16 +108,23 @@ def fmt(value: float | None, spec: str = ".2f") -> str:
 
 
 def mail_table(rows: list[MailRow]) -> str:
-    head = "| scenario | n | mails/s | x ceiling | late min | p50 | p95 | p99 | max | early | lost | dup | RSS MB |"
-    lines = [head, "|" + "---|" * 13]
+    head = "| scenario | n | mails/s | x ceiling | late min | p50 | p95 | p99 | max | early | lost | dup | RSS MB "
+    head += "| CPU ms/mail: send + sink + Redis |"
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         early = f"{r.early} (max {r.early_max:.2f}s)" if r.early else "0"
         lines.append(
             f"| {r.scenario} | {r.n} | {fmt(r.drain, '.0f')} | {fmt(r.ratio)} | {fmt(r.late_min)} | "
             f"{fmt(r.late_p50)} | {fmt(r.late_p95)} | {fmt(r.late_p99)} | {fmt(r.late_max)} | {early} | "
-            f"{r.lost} | {r.duplicates} | {fmt(r.rss_mb, '.0f')} |"
+            f"{r.lost} | {r.duplicates} | {fmt(r.rss_mb, '.0f')} | {_cpu(r.cpu_ms)} |"
         )
     return "\n".join(lines)
+
+
+def _cpu(cpu_ms: dict[str, float] | None) -> str:
+    if not cpu_ms:
+        return "-"
+    return " + ".join(f"{cpu_ms[part]:.2f}" for part in ("senders", "sink", "redis"))
 
 
 def service_table(rows: list) -> str:  # type: ignore[type-arg]

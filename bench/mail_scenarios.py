@@ -6,6 +6,7 @@ time minus the due time of that recipient's reservation.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import uuid
@@ -16,7 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.procs import Sink, peak_rss_mb, start_mail_worker, start_plain_worker, wait_registered
+from bench.procs import (
+    Sink,
+    cpu_seconds,
+    own_cpu_seconds,
+    peak_rss_mb,
+    start_mail_worker,
+    start_plain_worker,
+    wait_registered,
+)
 from bench.stats import MailRow, summarize
 from tests.harness import RedisServer, stop_process
 
@@ -62,11 +71,46 @@ class Bench:
         return best
 
     def set_ratios(self) -> None:
-        """Ratios to the best ceiling run (it runs before and after the others): never flattering."""
+        """Ratios to the best ceiling run (it runs before and after the others): never flattering.
+
+        Each row with CPU figures also gets the most this machine's cores could send at that CPU per
+        mail (senders + sink + Redis): no scheduling can beat it, so it says how far a target is in reach.
+        """
         ceilings = [r.drain for r in self.rows if r.scenario.startswith("ceiling") and r.drain]
         best = max(ceilings, default=None)
+        cores = os.cpu_count() or 1
         for row in self.rows:
             row.ratio = row.drain / best if best and row.drain else None
+            if row.cpu_ms and best and sum(row.cpu_ms.values()) > 0:
+                total = sum(row.cpu_ms.values())
+                bound = cores * 1000 / total
+                row.notes.append(
+                    f"CPU per mail {total:.2f} ms in all: {cores} cores allow at most {bound:.0f}/s"
+                    f" ({bound / best:.2f} x ceiling)"
+                )
+
+
+class CpuMeter:
+    """CPU seconds of the senders (worker processes, or this process for the ceiling), the sink and Redis.
+
+    Started when the mails are about to go out (reservations already made), read when they have arrived.
+    """
+
+    def __init__(self, bench: Bench, senders: list[int] | None) -> None:
+        self.bench, self.senders = bench, senders
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        sink, redis = self.bench.sink.proc, self.bench.redis.proc
+        return {
+            "senders": own_cpu_seconds() if self.senders is None else cpu_seconds(self.senders),
+            "sink": cpu_seconds([sink.pid]) if sink else 0.0,
+            "redis": cpu_seconds([redis.pid]) if redis else 0.0,
+        }
+
+    def per_mail(self, n: int) -> dict[str, float]:
+        end = self._read()
+        return {part: round((end[part] - self.start[part]) * 1000 / max(n, 1), 3) for part in end}
 
 
 def _at(ts: float) -> datetime:
@@ -95,6 +139,7 @@ def run_ceiling(bench: Bench, *, label: str = "ceiling: 1 process, 1 SMTP connec
     session.prepare(warm)  # opens the connection, as the worker's is open before a burst
     due = time.time() + 1.0
     _sleep_until(due)
+    meter = CpuMeter(bench, senders=None)
     for rcpt in recipients:
         message = render_message(template="newsletter", context=CONTEXT, recipient=rcpt, message_id=new_message_id())
         send, _threaded = session.prepare(message)
@@ -105,6 +150,7 @@ def run_ceiling(bench: Bench, *, label: str = "ceiling: 1 process, 1 SMTP connec
     session.close()
     arrivals = bench.sink.wait_for(bench.n, timeout=60, idle=10)
     row = summarize(label, arrivals, dict.fromkeys(recipients, due))
+    row.cpu_ms = meter.per_mail(bench.n)
     if bench.ceiling is None or (row.drain or 0) > (bench.ceiling.drain or 0):
         bench.ceiling = row
     return bench.add(row)
@@ -148,11 +194,15 @@ def run_plain_rq(bench: Bench, *, workers: int = 1) -> MailRow:
         for rcpt in recipients:
             mid = f"<{uuid.uuid4().hex}@bench.example>"
             queue.enqueue_at(_at(due), send_one, "127.0.0.1", port, rcpt, mid, CONTEXT["title"], CONTEXT["body"])
+        meter = CpuMeter(bench, senders=[p.pid for p in procs])
         timeout = due - time.time() + bench.n / 10 + 30
         arrivals = bench.sink.wait_for(bench.n, timeout=timeout, idle=15, not_before=due)
+        cpu = meter.per_mail(bench.n)
         rss = max(peak_rss_mb(p.pid) for p in procs)
     label = f"plain RQ: enqueue_at + stock rq worker x{workers}"
-    return bench.add(summarize(label, arrivals, dict.fromkeys(recipients, due)), rss=rss)
+    row = summarize(label, arrivals, dict.fromkeys(recipients, due))
+    row.cpu_ms = cpu
+    return bench.add(row, rss=rss)
 
 
 def _owners(label: str, count: int) -> list:  # type: ignore[type-arg]
@@ -215,11 +265,14 @@ def run_reservemail(
         with override_settings(JOB_RELEASE_LEAD=lead):
             _reserve_all(owners, [((r,), due) for r, due in zip(recipients, dues, strict=True)])
         created = time.time()
+        meter = CpuMeter(bench, senders=[p.pid for p in procs])
         last_due = max(dues)
         timeout = last_due - time.time() + n / 10 + 30
         arrivals = bench.sink.wait_for(n, timeout=timeout, idle=15, not_before=last_due)
+        cpu = meter.per_mail(n)
         rss = max(peak_rss_mb(p.pid) for p in procs)
     row = summarize(label, arrivals, dict(zip(recipients, dues, strict=True)), drain=not spread)
+    row.cpu_ms = cpu
     if created > min(dues) - 0.5:
         row.notes.append(f"reserving took {created - setup:.1f}s, ended <0.5s before the first due time")
     return bench.add(row, rss=rss)
@@ -237,6 +290,7 @@ def run_big_task(bench: Bench, *, workers: int = 1) -> MailRow:
         bench.sink.mark()
         due = time.time() + 3.0 + bench.big / 5000
         (task_id,) = _reserve_all([owner], [(tuple(recipients), due)])
+        meter = CpuMeter(bench, senders=[p.pid for p in procs])
         seen: list[int] = []
         deadline = due + bench.big / 50 + 60
         while time.time() < deadline:
@@ -248,8 +302,10 @@ def run_big_task(bench: Bench, *, workers: int = 1) -> MailRow:
                 break
             time.sleep(0.2)
         arrivals = bench.sink.wait_for(bench.big, timeout=30, idle=10)
+        cpu = meter.per_mail(bench.big)
         rss = max(peak_rss_mb(p.pid) for p in procs)
     label = f"reservemail: 1 task, {bench.big} recipients, {'1 worker' if workers == 1 else f'{workers} workers'}"
     row = summarize(label, arrivals, dict.fromkeys(recipients, due))
+    row.cpu_ms = cpu
     row.notes.append(f"progress seen in notifications: {len(seen)} values ({', '.join(map(str, seen[:12]))}...)")
     return bench.add(row, rss=rss)

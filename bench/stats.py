@@ -31,6 +31,7 @@ class MailRow:
     lost: int = 0
     duplicates: int = 0
     rss_mb: float | None = None
+    cpu_ms: dict[str, float] | None = None  # per mail: "senders" (workers, or the ceiling's process), "sink", "redis"
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
