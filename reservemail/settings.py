@@ -202,6 +202,10 @@ SCHEDULER_INTERVAL = float(os.environ.get("SCHEDULER_INTERVAL", "0.2"))
 
 # --- Reconciler and health (the database is the truth; Redis only delivers) -----------------
 RECONCILE_INTERVAL = env_int("RECONCILE_INTERVAL", 10)  # seconds between worker-side reconcile runs
+# Seconds ahead a worker's pass looks at reservations (manage.py reconcile_tasks looks at all): a pass
+# costs what is due soon, not every reservation months ahead; a later one's lost job is re-created
+# once it comes this close.
+RECONCILE_HORIZON = env_int("RECONCILE_HORIZON", 600)
 HEARTBEAT_TIMEOUT = env_int("HEARTBEAT_TIMEOUT", 120)  # a RUNNING task silent this long lost its worker
 MISSED_GRACE_MINUTES = env_int("MISSED_GRACE_MINUTES", 60)  # send a late reservation if at most this late
 OVERDUE_GRACE_SECONDS = env_int("OVERDUE_GRACE_SECONDS", 30)  # health: reserved and due longer ago is overdue

@@ -178,7 +178,7 @@ class MailWorker(SimpleWorker):
         try:
             if not connection.in_atomic_block:
                 close_old_connections()
-            reconcile_tasks()
+            reconcile_tasks(horizon=settings.RECONCILE_HORIZON)
             reconcile_series()  # after the tasks' pass, which marks missed occurrences
         except Exception:  # a failed pass must not stop the worker; the next one retries
             self.log.exception("Worker %s: reconcile failed", self.name)

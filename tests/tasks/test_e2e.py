@@ -1,8 +1,11 @@
 """End to end: real worker subprocesses (with the RQ scheduler), real Redis, real SMTP on loopback."""
 
+import io
+import time
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
@@ -82,3 +85,25 @@ def test_permanent_failure_marks_task_failed(transactional_db, user, worker, smt
     assert done.failed is True and done.attempts == 1
     assert "permanent failure a@example.com: 550 5.7.1 message rejected" in done.log
     assert smtp.received == []
+
+
+def test_worker_pass_repairs_what_is_due_soon_and_the_command_repairs_the_rest(
+    transactional_db, user, worker_factory, redis_server
+):
+    """Redis restarted empty: a worker's pass re-creates the job of a reservation due within
+    RECONCILE_HORIZON (600 s) and leaves one two months ahead to a later pass; the command takes all."""
+    now = timezone.now()
+    near = services.reserve_task(owner=user, scheduled_at=now + timedelta(minutes=5), mail=TWO, description="near")
+    far = services.reserve_task(owner=user, scheduled_at=now + timedelta(days=60), mail=TWO, description="far")
+    Task.objects.filter(pk__in=[near.pk, far.pk]).update(created_at=now - timedelta(seconds=30))  # settled rows
+    redis_server.kill()
+    redis_server.restart()
+    client = redis_server.client()
+    assert not client.exists(f"rq:job:{near.pk}") and not client.exists(f"rq:job:{far.pk}")
+    worker_factory(extra_env={"RECONCILE_INTERVAL": "1"})
+    wait_until(lambda: client.exists(f"rq:job:{near.pk}"), timeout=20, what="the worker's pass")
+    time.sleep(2.5)  # two more passes
+    assert not client.exists(f"rq:job:{far.pk}"), "a worker's pass looked beyond its horizon"
+    call_command("reconcile_tasks", stdout=io.StringIO())
+    assert client.exists(f"rq:job:{far.pk}")
+    assert Task.objects.get(pk=far.pk).status == "reserved"
