@@ -70,11 +70,16 @@ def run_task(*, task_id: int) -> None:
         backlog = due_backlog(now=now)  # counts the own task too if it is a due reservation
         own_counted = 1 if claim_own and own.due is not None else 0
         limit = sizer.size(backlog - own_counted + (1 if claim_own else 0))
-        chunk = claim_slice(
-            own_task_id=task_id if claim_own else None, now=now, limit=limit, others=backlog > own_counted
-        )
-        if chunk.own_claimed:
-            own.pending = False
+        # Nothing due and the own task not yet: no claim. Why: an empty claim is still a write
+        # transaction (SQLite's one write lock, taken from the other workers' per-recipient commits),
+        # and a job waiting for its time asks again whenever the next reservation falls due.
+        chunk = None
+        if claim_own or backlog:
+            chunk = claim_slice(
+                own_task_id=task_id if claim_own else None, now=now, limit=limit, others=backlog > own_counted
+            )
+            if chunk.own_claimed:
+                own.pending = False
         if not chunk:
             if not _still_waiting(own, now):
                 break
