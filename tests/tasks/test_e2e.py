@@ -100,9 +100,9 @@ def test_worker_pass_repairs_what_is_due_soon_and_the_command_repairs_the_rest(
     redis_server.restart()
     client = redis_server.client()
     assert not client.exists(f"rq:job:{near.pk}") and not client.exists(f"rq:job:{far.pk}")
-    worker_factory(extra_env={"RECONCILE_INTERVAL": "1"})
+    worker_factory(extra_env={"RECONCILE_INTERVAL": "1", "WORKER_MAINTENANCE_INTERVAL": "1"})
     wait_until(lambda: client.exists(f"rq:job:{near.pk}"), timeout=20, what="the worker's pass")
-    time.sleep(2.5)  # two more passes
+    time.sleep(2.5)  # the pass that re-created the near job read both rows; two more passes
     assert not client.exists(f"rq:job:{far.pk}"), "a worker's pass looked beyond its horizon"
     call_command("reconcile_tasks", stdout=io.StringIO())
     assert client.exists(f"rq:job:{far.pk}")
