@@ -29,8 +29,11 @@ def test_benchmark_runs_small_and_loses_nothing(tmp_path):
         if row["scenario"].startswith(("reservemail", "ablation")):
             assert row["early"] == 0, row
     assert all(row["drain"] for row in result["mail"] if row["scenario"].startswith("ceiling"))
-    for row in result["mail"]:  # every row measured the CPU its senders and the sink spent per mail
-        assert row["cpu_ms"]["senders"] > 0 and row["cpu_ms"]["sink"] > 0, row
+    for row in result["mail"]:  # every row measured the CPU its senders, the sink and Redis spent per mail
+        assert set(row["cpu_ms"]) == {"senders", "sink", "redis"} and min(row["cpu_ms"].values()) >= 0, row
+    # A 12-mail row can take less than one clock tick of the sink; all rows together cannot.
+    assert sum(row["cpu_ms"]["senders"] for row in result["mail"]) > 0
+    assert sum(row["cpu_ms"]["sink"] for row in result["mail"]) > 0
     kinds = {row["kind"] for row in result["service"]}
     assert {"reserve-sqlite-100", "reserve-sqlite-1", "poll", "api"} <= kinds
     assert len(result["targets"]) >= 9
