@@ -49,8 +49,8 @@ class Bench:
     rows: list[MailRow] = field(default_factory=list)
     repeats: list[MailRow] = field(default_factory=list)  # runs a best-of-N row stands for (JSON only)
 
-    def add(self, row: MailRow, *, rss: float | None = None) -> MailRow:
-        row.rss_mb = rss
+    def add(self, row: MailRow, *, rss: float | None = None, cpu: dict[str, float] | None = None) -> MailRow:
+        row.rss_mb, row.cpu_ms = rss, cpu
         self.rows.append(row)
         return row
 
@@ -81,8 +81,8 @@ class Bench:
         cores = os.cpu_count() or 1
         for row in self.rows:
             row.ratio = row.drain / best if best and row.drain else None
-            if row.cpu_ms and best and sum(row.cpu_ms.values()) > 0:
-                total = sum(row.cpu_ms.values())
+            total = sum(row.cpu_ms.values()) if row.cpu_ms else 0.0
+            if best and total > 0:
                 bound = cores * 1000 / total
                 row.notes.append(
                     f"CPU per mail {total:.2f} ms in all: {cores} cores allow at most {bound:.0f}/s"
@@ -150,10 +150,9 @@ def run_ceiling(bench: Bench, *, label: str = "ceiling: 1 process, 1 SMTP connec
     session.close()
     arrivals = bench.sink.wait_for(bench.n, timeout=60, idle=10)
     row = summarize(label, arrivals, dict.fromkeys(recipients, due))
-    row.cpu_ms = meter.per_mail(bench.n)
     if bench.ceiling is None or (row.drain or 0) > (bench.ceiling.drain or 0):
         bench.ceiling = row
-    return bench.add(row)
+    return bench.add(row, cpu=meter.per_mail(bench.n))
 
 
 @contextmanager
@@ -200,9 +199,7 @@ def run_plain_rq(bench: Bench, *, workers: int = 1) -> MailRow:
         cpu = meter.per_mail(bench.n)
         rss = max(peak_rss_mb(p.pid) for p in procs)
     label = f"plain RQ: enqueue_at + stock rq worker x{workers}"
-    row = summarize(label, arrivals, dict.fromkeys(recipients, due))
-    row.cpu_ms = cpu
-    return bench.add(row, rss=rss)
+    return bench.add(summarize(label, arrivals, dict.fromkeys(recipients, due)), rss=rss, cpu=cpu)
 
 
 def _owners(label: str, count: int) -> list:  # type: ignore[type-arg]
@@ -272,10 +269,9 @@ def run_reservemail(
         cpu = meter.per_mail(n)
         rss = max(peak_rss_mb(p.pid) for p in procs)
     row = summarize(label, arrivals, dict(zip(recipients, dues, strict=True)), drain=not spread)
-    row.cpu_ms = cpu
     if created > min(dues) - 0.5:
         row.notes.append(f"reserving took {created - setup:.1f}s, ended <0.5s before the first due time")
-    return bench.add(row, rss=rss)
+    return bench.add(row, rss=rss, cpu=cpu)
 
 
 def run_big_task(bench: Bench, *, workers: int = 1) -> MailRow:
@@ -306,6 +302,5 @@ def run_big_task(bench: Bench, *, workers: int = 1) -> MailRow:
         rss = max(peak_rss_mb(p.pid) for p in procs)
     label = f"reservemail: 1 task, {bench.big} recipients, {'1 worker' if workers == 1 else f'{workers} workers'}"
     row = summarize(label, arrivals, dict.fromkeys(recipients, due))
-    row.cpu_ms = cpu
     row.notes.append(f"progress seen in notifications: {len(seen)} values ({', '.join(map(str, seen[:12]))}...)")
-    return bench.add(row, rss=rss)
+    return bench.add(row, rss=rss, cpu=cpu)
