@@ -13,6 +13,10 @@ from tasks.exceptions import TaskStateError
 SEND_MAIL_JOB = "tasks.jobs.send_task"
 
 
+# The covering index the per-recipient ownership check names (tasks.delivery.records): (id, status, attempts).
+RUN_FENCE_INDEX = "task_run_fence"
+
+
 class Task(models.Model):
     """One send: now (queued) or at ``reserved_at`` (reserved), of one template to its recipients."""
 
@@ -58,7 +62,7 @@ class Task(models.Model):
             # in SQLite a row's later columns lie behind its recipients' overflow pages, and a task of
             # 100,000 recipients made each check walk them (0.47 against 0.10 ms, measured).
             # tasks.delivery.records names it (INDEXED BY).
-            models.Index(fields=["id", "status", "attempts"], name="task_run_fence"),
+            models.Index(fields=["id", "status", "attempts"], name=RUN_FENCE_INDEX),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(progress__lte=100), name="task_progress_lte_100"),

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
-from tasks.models import Delivery, Task
+from tasks.models import RUN_FENCE_INDEX, Delivery, Task
 
 D = Delivery.Status
 
@@ -47,9 +47,6 @@ def _columns(model: type, *names: str) -> list[str]:
     return [quote(cast(Field, model._meta.get_field(name)).column) for name in names]  # type: ignore[attr-defined]
 
 
-FENCE_INDEX = "task_run_fence"  # tasks.models.Task.Meta: (id, status, attempts)
-
-
 @lru_cache(maxsize=4)
 def _mark_sql(vendor: str) -> str:
     quote = connection.ops.quote_name
@@ -59,7 +56,7 @@ def _mark_sql(vendor: str) -> str:
     # SQLite would read the task's row by its rowid, and status and attempts lie behind the recipients'
     # overflow pages there (O(recipients) per check); the covering index answers without the row.
     # PostgreSQL keeps a big value out of line (TOAST) and reads the row as it is.
-    fence = f" INDEXED BY {quote(FENCE_INDEX)}" if vendor == "sqlite" else ""
+    fence = f" INDEXED BY {quote(RUN_FENCE_INDEX)}" if vendor == "sqlite" else ""
     return (
         f"UPDATE {delivery} SET {status} = %s WHERE {pk} = %s AND {token} = %s AND {status} IN (%s, %s) "  # noqa: S608
         f"AND {task_id} = %s AND EXISTS (SELECT 1 FROM {task}{fence} WHERE {t_pk} = %s AND {t_status} = %s "

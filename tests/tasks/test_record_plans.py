@@ -3,7 +3,8 @@
 import pytest
 from django.db import connection
 
-from tasks.delivery.records import FENCE_INDEX, _mark_sql
+from tasks.delivery.records import _mark_sql
+from tasks.models import RUN_FENCE_INDEX
 
 pytestmark = pytest.mark.django_db
 
@@ -16,5 +17,5 @@ def test_ownership_check_reads_the_task_from_its_covering_index_not_its_row():
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN QUERY PLAN " + _mark_sql(connection.vendor), params)
         plan = " | ".join(str(row[-1]) for row in cursor.fetchall())
-    assert f"SEARCH tasks_task USING COVERING INDEX {FENCE_INDEX}" in plan, plan
+    assert f"SEARCH tasks_task USING COVERING INDEX {RUN_FENCE_INDEX}" in plan, plan
     assert "SEARCH tasks_delivery USING INTEGER PRIMARY KEY" in plan, plan
