@@ -173,15 +173,24 @@ def merge_notifications(*, changes: list[tuple[int, str, Any]]) -> None:
     checked = [(owner_id, name, _checked(name, data)) for owner_id, name, data in changes]
     now_ts = timezone.now().timestamp()
     keys = {(owner_id, name) for owner_id, name, _ in changes}
-    found = Notification.objects.select_for_update().filter(
-        owner_id__in={owner_id for owner_id, _ in keys}, name__in={name for _, name in keys}
-    )
-    rows = {(row.owner_id, row.name): row for row in found.order_by("pk") if (row.owner_id, row.name) in keys}
-    for owner_id, name in sorted(keys - rows.keys()):
-        rows[(owner_id, name)] = _locked_row(owner_id, name)
+    rows = _locked_rows(keys)
+    missing = sorted(keys - rows.keys())
+    if missing:  # first notices of these owners: one INSERT for all, then lock them (a concurrent creator's too)
+        Notification.objects.bulk_create(
+            [Notification(owner_id=owner_id, name=name) for owner_id, name in missing], ignore_conflicts=True
+        )
+        rows.update(_locked_rows(set(missing)))
     for owner_id, name, incoming in checked:
         _apply(rows[(owner_id, name)], name, incoming, now_ts)
     _save_all(list(rows.values()))
+
+
+def _locked_rows(keys: set[tuple[int, str]]) -> dict[tuple[int, str], Notification]:
+    """The existing rows of ``keys`` ((owner_id, name) pairs), locked for this transaction, in pk order."""
+    found = Notification.objects.select_for_update().filter(
+        owner_id__in={owner_id for owner_id, _ in keys}, name__in={name for _, name in keys}
+    )
+    return {(row.owner_id, row.name): row for row in found.order_by("pk") if (row.owner_id, row.name) in keys}
 
 
 def _save_all(rows: list[Notification]) -> None:

@@ -15,7 +15,13 @@ PROCESSES = 4
 PER_PROCESS = 25
 
 
-def test_concurrent_merges_from_separate_processes_keep_every_entry(transactional_db, user, tmp_path, redis_server):
+@pytest.mark.parametrize("mode", ["single", "bulk"])
+def test_concurrent_merges_from_separate_processes_keep_every_entry(
+    transactional_db, user, django_user_model, tmp_path, redis_server, mode
+):
+    """Four processes merge into the same rows at once; ``bulk`` (a worker finishing a slice) also
+    creates the rows of owners who had none, all four at the same moment."""
+    owners = [user] + [django_user_model.objects.create_user(f"fresh{n}", password="x" * 12) for n in range(3)]
     go = tmp_path / "go"
     env = worker_env(redis_url=redis_server.url, database_url=database_url(), smtp_port=None)
     procs = [
@@ -24,10 +30,11 @@ def test_concurrent_merges_from_separate_processes_keep_every_entry(transactiona
                 sys.executable,
                 "-m",
                 "tests.notifications.concurrent_merge",
-                str(user.pk),
+                ",".join(str(owner.pk) for owner in owners),
                 str(1 + n * 1000),
                 str(PER_PROCESS),
                 str(go),
+                *(["bulk"] if mode == "bulk" else []),
             ],
             cwd=ROOT,
             env=env,
@@ -52,9 +59,10 @@ def test_concurrent_merges_from_separate_processes_keep_every_entry(transactiona
                 proc.wait(timeout=10)
 
     expected = {1 + n * 1000 + i for n in range(PROCESSES) for i in range(PER_PROCESS)}
-    for name in ("task_progress", "task_reserve"):
-        row = Notification.objects.get(owner=user, name=name)
-        ids = [entry["task_id"] for entry in row.payload["data"]]
-        assert len(ids) == len(set(ids)) == PROCESSES * PER_PROCESS, f"{name}: {len(ids)} entries"
-        assert set(ids) == expected
-    assert Notification.objects.filter(owner=user).count() == 2
+    for owner in owners:
+        for name in ("task_progress", "task_reserve"):
+            row = Notification.objects.get(owner=owner, name=name)
+            ids = [entry["task_id"] for entry in row.payload["data"]]
+            assert len(ids) == len(set(ids)) == PROCESSES * PER_PROCESS, f"{owner} {name}: {len(ids)} entries"
+            assert set(ids) == expected
+        assert Notification.objects.filter(owner=owner).count() == 2
