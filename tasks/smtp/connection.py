@@ -9,6 +9,7 @@ for health and cleared by the first send that goes through after a connection is
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 import time
 from collections.abc import Callable
@@ -33,6 +34,9 @@ from tasks.smtp.encoding import Envelope, _envelope, _for_relay
 logger = logging.getLogger("tasks.smtp")
 
 
+# How long the "auto" overlap decision (MailSession.overlap) stands before the workers are counted again.
+OVERLAP_RECHECK = 1.0
+
 # After the relay refused us (certificate, TLS, login), sends within this many seconds fail with the
 # same error without connecting: a backlog of pending tasks costs one TLS handshake per worker per
 # hold-off, not one per task. A restarted worker (after fixing the settings) connects at once.
@@ -49,6 +53,7 @@ class MailSession:
         self._opened = False  # no send has gone through on this connection yet
         self.refusal: str | None = None  # why the relay refused the last send, while it does
         self._refused: tuple[BaseException, float] | None = None  # that error, and when
+        self._overlap: tuple[bool, float] | None = None  # the "auto" decision, and when it was made
 
     def _open(self) -> BaseEmailBackend:
         backend = get_connection(fail_silently=False)
@@ -83,6 +88,34 @@ class MailSession:
             logger.info("kept mail connection did not answer NOOP (%s); reopening", exc)
             return False
 
+    def overlap(self) -> bool:
+        """Whether SMTP goes on the mail-send thread while the caller renders the next mail (MAIL_SEND_OVERLAP).
+
+        "auto": while this host has at least two cores per registered worker (RQ's count, every
+        OVERLAP_RECHECK seconds). The overlap puts two busy threads in each worker; with more busy
+        threads than cores they wait for each other's core and for the GIL, and each mail costs more
+        CPU than it saves (measured in bench/run: see README, Performance). Redis unreachable: the
+        last decision stands (at first, no overlap).
+        """
+        mode = settings.MAIL_SEND_OVERLAP
+        if mode != "auto":
+            return bool(mode)
+        now = time.monotonic()
+        if self._overlap is None or now - self._overlap[1] >= OVERLAP_RECHECK:
+            before = self._overlap[0] if self._overlap is not None else None
+            decided = bool(before)
+            try:
+                workers, cores = scheduler.worker_count(), usable_cores()
+                decided = 2 * max(1, workers) <= cores
+                if decided is not before:
+                    logger.info(
+                        "mail-send overlap %s: %s workers, %s cores", "on" if decided else "off", workers, cores
+                    )
+            except scheduler.QueueError as exc:
+                logger.warning("could not count the workers (%s); overlap stays %s", exc, "on" if decided else "off")
+            self._overlap = (decided, now)
+        return self._overlap[0]
+
     def close_if_idle(self) -> bool:
         """Close (QUIT) a connection unused for EMAIL_IDLE_SECONDS; True if one was closed. The worker calls it."""
         if self._backend is None or time.monotonic() - self._used_at <= float(settings.EMAIL_IDLE_SECONDS):
@@ -108,9 +141,9 @@ class MailSession:
 
         For SMTP the message is encoded in the caller's thread (see encode()), and the call does
         only the wire work (smtplib's sendmail, as Django's backend does it), which waits on the
-        server with the GIL released. Other backends (file, locmem, console) send in the caller's
-        thread. Opening a connection that fails raises here. MAIL_SEND_OVERLAP=0 keeps SMTP in the
-        caller's thread too.
+        server with the GIL released: it may run in a thread (the Outbox asks overlap() whether it
+        does). Other backends (file, locmem, console) send in the caller's thread. Opening a
+        connection that fails raises here.
         """
         backend = self.backend()
         if isinstance(backend, SmtpBackend) and backend.connection is not None:
@@ -118,7 +151,7 @@ class MailSession:
             wire = backend.connection
             data, options = _for_relay(envelope, wire)
             send = partial(wire.sendmail, envelope.sender, envelope.recipients, data, mail_options=options)
-            return _capture(send), settings.MAIL_SEND_OVERLAP
+            return _capture(send), True
         message = item.message if isinstance(item, Envelope) else item
         return _capture(lambda: _deliver(backend, message)), False
 
@@ -190,6 +223,14 @@ class MailSession:
 
     def __exit__(self, *exc: Any) -> None:
         self.end_job()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; the machine's count where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=4)

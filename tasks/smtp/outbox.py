@@ -28,7 +28,9 @@ class Outbox:
     wire work runs in the session's helper thread. At most one message is on the wire, and the
     caller learns its outcome through ``settle(key, error)`` (in the caller's thread) before the
     next one is started, so "send, record, then the next" holds as in a plain loop: a caller
-    that stops after an error never has a second message out.
+    that stops after an error never has a second message out. The session says whether the
+    thread is used at all (MailSession.overlap: not while the host's cores are too few for every
+    worker's two threads); without it each send runs in the caller's thread, in the same order.
     """
 
     def __init__(self, session: MailSession, settle: Settle) -> None:
@@ -49,7 +51,7 @@ class Outbox:
             self._session.sent(exc)
             self._settle(key, exc)
             return
-        if threaded:
+        if threaded and self._session.overlap():
             self._inflight = (key, self._session.sender().submit(send))
         else:
             self._finish(key, send())

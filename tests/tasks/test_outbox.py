@@ -7,9 +7,19 @@ import threading
 
 import pytest
 from django.core import mail
+from rq.worker import Worker
 
 from tasks.mail import new_message_id, render_message
 from tasks.smtp import MailSession, Outbox
+from tasks.smtp import connection as smtp_connection
+from tasks.smtp.connection import usable_cores
+from tests.harness import free_port
+
+
+@pytest.fixture(autouse=True)
+def _overlap_on(settings) -> None:  # noqa: ANN001
+    """These tests are about the overlap itself; "auto" would decide it by this machine's cores."""
+    settings.MAIL_SEND_OVERLAP = True
 
 
 def _message(address: str):  # noqa: ANN202
@@ -162,3 +172,40 @@ def test_encode_sets_fresh_boundaries_and_keeps_djangos_message() -> None:
     assert [p.get_payload(decode=True) for p in first.walk() if not p.is_multipart()] == [
         p.get_payload(decode=True) for p in reference.walk() if not p.is_multipart()
     ]
+
+
+def test_auto_overlap_holds_while_the_host_has_two_cores_per_registered_worker(
+    settings, redis_conn, monkeypatch
+) -> None:  # noqa: ANN001
+    settings.MAIL_SEND_OVERLAP = "auto"
+    fits = max(1, usable_cores() // 2)  # workers that leave two cores each (one on a 1-core host, which never fits)
+    workers = [Worker(["default"], connection=redis_conn, name=f"overlap-{i}") for i in range(fits + 1)]
+    for worker in workers[:fits]:
+        worker.register_birth()
+    session = MailSession()
+    assert session.overlap() is (usable_cores() >= 2)
+    workers[fits].register_birth()  # one worker more than the cores carry
+    assert session.overlap() is (usable_cores() >= 2)  # decided a moment ago: stands for OVERLAP_RECHECK
+    monkeypatch.setattr(smtp_connection, "OVERLAP_RECHECK", 0.0)
+    assert session.overlap() is False
+    workers[fits].register_death()
+    assert session.overlap() is (usable_cores() >= 2)
+
+
+def test_auto_overlap_keeps_its_last_decision_while_redis_cannot_be_reached(settings, redis_conn, monkeypatch) -> None:  # noqa: ANN001
+    settings.MAIL_SEND_OVERLAP = "auto"
+    monkeypatch.setattr(smtp_connection, "OVERLAP_RECHECK", 0.0)
+    session = MailSession()
+    decided = session.overlap()
+    for config in settings.RQ_QUEUES.values():  # nothing listens there: every Redis call fails at once
+        monkeypatch.setitem(config, "URL", f"redis://127.0.0.1:{free_port()}/0")
+    assert session.overlap() is decided
+    assert MailSession().overlap() is False  # nothing decided yet: no overlap
+
+
+@pytest.mark.parametrize("mode", [True, False])
+def test_an_explicit_overlap_setting_is_not_asked_of_redis(settings, monkeypatch, mode) -> None:  # noqa: ANN001
+    settings.MAIL_SEND_OVERLAP = mode
+    for config in settings.RQ_QUEUES.values():
+        monkeypatch.setitem(config, "URL", f"redis://127.0.0.1:{free_port()}/0")
+    assert MailSession().overlap() is mode
