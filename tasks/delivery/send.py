@@ -7,7 +7,8 @@ only while its task is RUNNING under the slice's attempt and the recipient is st
 slice (tasks.delivery.records.settle_and_mark). A cancel, stop, edit or takeover that commits
 first makes it match nothing, and this worker sends nothing more of that task; one that commits
 after sees the message going out. The next message is rendered while the current one is on the
-wire (tasks.smtp.Outbox); each outcome is recorded in the transaction that checks the next one.
+wire when the host has the cores for it (tasks.smtp.Outbox, MailSession.overlap); each outcome is
+recorded in the transaction that checks the next one.
 """
 
 from __future__ import annotations
