@@ -54,6 +54,7 @@ class MailSession:
         self.refusal: str | None = None  # why the relay refused the last send, while it does
         self._refused: tuple[BaseException, float] | None = None  # that error, and when
         self._overlap: tuple[bool, float] | None = None  # the "auto" decision, and when it was made
+        self._overlap_unknown = False  # the last attempt to count the workers failed
 
     def _open(self) -> BaseEmailBackend:
         backend = get_connection(fail_silently=False)
@@ -102,19 +103,23 @@ class MailSession:
             return bool(mode)
         now = time.monotonic()
         if self._overlap is None or now - self._overlap[1] >= OVERLAP_RECHECK:
-            before = self._overlap[0] if self._overlap is not None else None
-            decided = bool(before)
-            try:
-                workers, cores = scheduler.worker_count(), usable_cores()
-                decided = 2 * max(1, workers) <= cores
-                if decided is not before:
-                    logger.info(
-                        "mail-send overlap %s: %s workers, %s cores", "on" if decided else "off", workers, cores
-                    )
-            except scheduler.QueueError as exc:
-                logger.warning("could not count the workers (%s); overlap stays %s", exc, "on" if decided else "off")
-            self._overlap = (decided, now)
+            self._overlap = (self._decide_overlap(), now)
         return self._overlap[0]
+
+    def _decide_overlap(self) -> bool:
+        before = self._overlap[0] if self._overlap is not None else None
+        try:
+            workers, cores = scheduler.worker_count(), usable_cores()
+        except scheduler.QueueError as exc:
+            if not self._overlap_unknown:  # once per outage, not once per recheck
+                logger.warning("could not count the workers (%s); the mail-send overlap stays %s", exc, bool(before))
+            self._overlap_unknown = True
+            return bool(before)
+        self._overlap_unknown = False
+        decided = 2 * max(1, workers) <= cores
+        if decided is not before:
+            logger.info("mail-send overlap %s: %s workers, %s cores", "on" if decided else "off", workers, cores)
+        return decided
 
     def close_if_idle(self) -> bool:
         """Close (QUIT) a connection unused for EMAIL_IDLE_SECONDS; True if one was closed. The worker calls it."""

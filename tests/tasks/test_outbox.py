@@ -192,14 +192,21 @@ def test_auto_overlap_holds_while_the_host_has_two_cores_per_registered_worker(
     assert session.overlap() is (usable_cores() >= 2)
 
 
-def test_auto_overlap_keeps_its_last_decision_while_redis_cannot_be_reached(settings, redis_conn, monkeypatch) -> None:  # noqa: ANN001
+def test_auto_overlap_keeps_its_last_decision_while_redis_cannot_be_reached(
+    settings, redis_conn, monkeypatch, caplog
+) -> None:  # noqa: ANN001
     settings.MAIL_SEND_OVERLAP = "auto"
     monkeypatch.setattr(smtp_connection, "OVERLAP_RECHECK", 0.0)
     session = MailSession()
     decided = session.overlap()
     for config in settings.RQ_QUEUES.values():  # nothing listens there: every Redis call fails at once
         monkeypatch.setitem(config, "URL", f"redis://127.0.0.1:{free_port()}/0")
-    assert session.overlap() is decided
+    with caplog.at_level("WARNING", logger="tasks.smtp"):
+        assert session.overlap() is decided
+        assert session.overlap() is decided
+    warnings = [r.message for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1  # once per outage, not once per recheck
+    assert "could not count the workers" in warnings[0]
     assert MailSession().overlap() is False  # nothing decided yet: no overlap
 
 
