@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.migrations.executor import MigrationExecutor
 from redis.exceptions import RedisError
 from rq import worker_registration
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
@@ -23,6 +24,38 @@ from series.upkeep import reconcile_series
 from tasks.scheduler import take_lock, warn_if_evicting
 from tasks.services.reconcile import reconcile_tasks
 from tasks.smtp import session
+
+# How often a worker started before `migrate` looks again, and how often it says so in its log.
+MIGRATION_POLL_SECONDS = 2.0
+MIGRATION_LOG_SECONDS = 60.0
+
+
+def pending_migrations() -> list[str]:
+    """The migrations this code has that the database lacks ("app.name"), in the order migrate applies them."""
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return [f"{migration.app_label}.{migration.name}" for migration, _backwards in plan]
+
+
+def wait_for_migrations(*, log: Any) -> None:
+    """Block until the database has every migration of this code; the worker takes no job before.
+
+    Why: workers upgraded before `migrate` ran would send with statements the old schema cannot
+    answer (a column or an index that does not exist yet: tasks.delivery.records names its index),
+    and each such send would fail its task. Waiting leaves the jobs in Redis; a stop signal ends
+    the wait (nothing is registered yet).
+    """
+    logged: float | None = None
+    while pending := pending_migrations():
+        if logged is None or time.monotonic() - logged >= MIGRATION_LOG_SECONDS:
+            logged = time.monotonic()
+            log.error(
+                "the database lacks %s migration(s) (%s); run `manage.py migrate`. Waiting before taking jobs.",
+                len(pending),
+                ", ".join(pending),
+            )
+        time.sleep(MIGRATION_POLL_SECONDS)
+        close_old_connections()
 
 
 class MailScheduler(RQScheduler):
@@ -109,6 +142,7 @@ class MailWorker(SimpleWorker):
         return self.dequeue_timeout + 25
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        wait_for_migrations(log=self.log)
         super().bootstrap(*args, **kwargs)
         warn_if_evicting()
 
