@@ -212,6 +212,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     )
         if ceilings:
             bench.keep_best(ceilings)
+            step("smtplib loop", mail.run_ceiling, bench, label=mail.SMTPLIB_LOOP, pipelining=False)
         for runs in bursts.values():
             if runs:
                 bench.keep_best(runs)

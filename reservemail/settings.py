@@ -236,6 +236,8 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+# Send MAIL FROM, RCPT TO and DATA as one group where the relay announces PIPELINING (RFC 2920; tasks.smtp.transaction).
+EMAIL_PIPELINING = env_bool("EMAIL_PIPELINING", True)
 # TLS to the relay (STARTTLS with EMAIL_USE_TLS / smtp+tls://, implicit TLS with EMAIL_USE_SSL / smtps://):
 # EMAIL_SSL_CAFILE is a PEM bundle trusted in addition to the system's CAs (a relay with a private CA);
 # EMAIL_SSL_CERTFILE / EMAIL_SSL_KEYFILE a client certificate, for relays that ask for one (tasks.relay).

@@ -167,6 +167,13 @@ class SinkHandler:
         # When the SMTP transaction that named a recipient began (its MAIL FROM), per recipient.
         self.mail_started: dict[str, list[float]] = {}
         self._mail_at: dict[int, float] = {}
+        self.pipelining = True  # announce PIPELINING (RFC 2920), as production relays do
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001, ANN201
+        session.host_name = hostname
+        if not self.pipelining:
+            return responses
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001, ANN201
         self._mail_at[id(session)] = time.time()
@@ -222,10 +229,12 @@ class SmtpSink:
     """A real SMTP server on a free loopback port, in a thread of this process.
 
     ``smtputf8`` makes it announce and accept SMTPUTF8 (RFC 6531); without it, it announces neither.
+    ``pipelining`` (the default) announces PIPELINING (RFC 2920), as production relays do.
     """
 
-    def __init__(self, *, smtputf8: bool = False) -> None:
+    def __init__(self, *, smtputf8: bool = False, pipelining: bool = True) -> None:
         self.handler = SinkHandler()
+        self.handler.pipelining = pipelining
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8)
 

@@ -123,4 +123,5 @@ def test_compose_passes_the_relay_tls_settings_to_web_and_worker():
             assert environment[setting] == f"${{{setting}:-0}}", name
         for setting in ("EMAIL_SSL_CAFILE", "EMAIL_SSL_CERTFILE", "EMAIL_SSL_KEYFILE"):
             assert environment[setting] == f"${{{setting}:-}}", name
+        assert environment["EMAIL_PIPELINING"] == "${EMAIL_PIPELINING:-1}", name
         assert 0 < float(environment["EMAIL_IDLE_SECONDS"].removeprefix("${EMAIL_IDLE_SECONDS:-").rstrip("}")) < 300

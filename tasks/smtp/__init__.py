@@ -1,8 +1,9 @@
 """The worker's mail: one SMTP session per worker process, the encoder, and the Outbox.
 
 The modules: connection (MailSession, the ``session`` singleton and the connection's life:
-idling, NOOP, relay refusals), encoding (DATA and envelopes, SMTPUTF8 and 8BITMIME) and outbox
-(sending while the next message is prepared). Callers import from ``tasks.smtp``.
+idling, NOOP, relay refusals), encoding (DATA and envelopes, SMTPUTF8 and 8BITMIME), transaction
+(one mail transaction, pipelined where the relay announces it) and outbox (sending while the next
+message is prepared). Callers import from ``tasks.smtp``.
 """
 
 from tasks.smtp.connection import REFUSAL_HOLD_OFF, MailSession, session

@@ -29,6 +29,7 @@ from tasks import scheduler
 from tasks.mail import SmtpUtf8Unsupported, describe
 from tasks.relay import is_relay_refused
 from tasks.smtp.encoding import Envelope, _envelope, _for_relay
+from tasks.smtp.transaction import send_transaction
 
 # One logger for the package, named as before the split: log records keep logger "tasks.smtp".
 logger = logging.getLogger("tasks.smtp")
@@ -145,17 +146,17 @@ class MailSession:
         """Return a call that sends ``item`` (returning the error, if any) and whether it may run in a thread.
 
         For SMTP the message is encoded in the caller's thread (see encode()), and the call does
-        only the wire work (smtplib's sendmail, as Django's backend does it), which waits on the
-        server with the GIL released: it may run in a thread (the Outbox asks overlap() whether it
-        does). Other backends (file, locmem, console) send in the caller's thread. Opening a
-        connection that fails raises here.
+        only the wire work (one mail transaction, pipelined where the relay allows: see
+        tasks.smtp.transaction), which waits on the server with the GIL released: it may run in
+        a thread (the Outbox asks overlap() whether it does). Other backends (file, locmem,
+        console) send in the caller's thread. Opening a connection that fails raises here.
         """
         backend = self.backend()
         if isinstance(backend, SmtpBackend) and backend.connection is not None:
             envelope = item if isinstance(item, Envelope) else _envelope(item)  # raises an encoding error
             wire = backend.connection
             data, options = _for_relay(envelope, wire)
-            send = partial(wire.sendmail, envelope.sender, envelope.recipients, data, mail_options=options)
+            send = partial(send_transaction, wire, envelope.sender, envelope.recipients, data, options)
             return _capture(send), True
         message = item.message if isinstance(item, Envelope) else item
         return _capture(lambda: _deliver(backend, message)), False

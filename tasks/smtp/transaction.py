@@ -1,0 +1,104 @@
+"""One SMTP mail transaction, pipelined (RFC 2920) where the relay announces PIPELINING.
+
+smtplib's sendmail waits for a reply to each of MAIL FROM, every RCPT TO and DATA before it
+sends the next: four round trips for a one-recipient message. Every production MTA (Postfix,
+Exim, Amazon SES, Gmail) announces PIPELINING, which lets the client send MAIL FROM, the RCPT
+TOs and DATA as one group and read their replies together: two round trips (the group, then the
+message), whatever the number of recipients. On loopback that is a third less time per mail; to a
+relay 20 ms away it halves it.
+
+The outcome is smtplib's, answer for answer: the same refused-recipients dict, the same
+exceptions (SMTPSenderRefused, SMTPRecipientsRefused, SMTPDataError) with the same codes, a
+421 closing the connection, RSET after a refusal. A relay that does not announce PIPELINING (or
+EMAIL_PIPELINING=0) gets smtplib's sendmail itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import smtplib
+from collections.abc import Sequence
+
+from django.conf import settings
+
+Refused = dict[str, tuple[int, bytes]]
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def send_transaction(
+    wire: smtplib.SMTP, sender: str, recipients: Sequence[str], data: bytes, mail_options: Sequence[str] = ()
+) -> Refused:
+    """Send ``data`` from ``sender`` to ``recipients``; return the recipients the relay refused (as sendmail does)."""
+    wire.ehlo_or_helo_if_needed()
+    if not (settings.EMAIL_PIPELINING and wire.does_esmtp and wire.has_extn("pipelining")):
+        return wire.sendmail(sender, list(recipients), data, mail_options=list(mail_options))
+    return _pipelined(wire, sender, list(recipients), data, list(mail_options))
+
+
+def _pipelined(wire: smtplib.SMTP, sender: str, recipients: list[str], data: bytes, mail_options: list[str]) -> Refused:
+    options = ([f"size={len(data)}"] if wire.has_extn("size") else []) + mail_options
+    if any(option.lower() == "smtputf8" for option in options):
+        if not wire.has_extn("smtputf8"):
+            raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
+        wire.command_encoding = "utf-8"  # as smtplib's mail() does: the addresses may be UTF-8
+    commands = [f"MAIL FROM:{smtplib.quoteaddr(sender)}" + "".join(f" {option}" for option in options)]
+    commands += [f"RCPT TO:{smtplib.quoteaddr(recipient)}" for recipient in recipients]
+    commands.append("DATA")
+    if any("\r" in command or "\n" in command for command in commands):
+        raise ValueError("command and arguments contain prohibited newline characters")
+    wire.send("".join(f"{command}\r\n" for command in commands))
+
+    code, reply = wire.getreply()
+    if code == 421:
+        wire.close()
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    sender_refused = (code, reply) if code != 250 else None
+    refused: Refused = {}
+    for recipient in recipients:
+        code, reply = wire.getreply()
+        if code not in (250, 251):
+            refused[recipient] = (code, reply)
+        if code == 421:
+            wire.close()
+            raise smtplib.SMTPRecipientsRefused(refused)
+    data_code, data_reply = wire.getreply()
+
+    if sender_refused is not None or len(refused) == len(recipients):
+        _end_empty_message(wire, data_code)
+        _rset(wire)
+        if sender_refused is not None:
+            raise smtplib.SMTPSenderRefused(*sender_refused, sender)
+        raise smtplib.SMTPRecipientsRefused(refused)
+    if data_code != 354:
+        _give_up(wire, data_code)
+        raise smtplib.SMTPDataError(data_code, data_reply)
+    body = _LEADING_DOT.sub(b"..", data)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    wire.send(body + b".\r\n")
+    code, reply = wire.getreply()
+    if code != 250:
+        _give_up(wire, code)
+        raise smtplib.SMTPDataError(code, reply)
+    return refused
+
+
+def _end_empty_message(wire: smtplib.SMTP, data_code: int) -> None:
+    """A relay that accepted DATA although MAIL FROM or every RCPT TO failed gets an empty message ended (RFC 2920)."""
+    if data_code == 354:
+        wire.send(b".\r\n")
+        wire.getreply()
+
+
+def _give_up(wire: smtplib.SMTP, code: int) -> None:
+    if code == 421:
+        wire.close()
+    else:
+        _rset(wire)
+
+
+def _rset(wire: smtplib.SMTP) -> None:
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):
+        wire.rset()
