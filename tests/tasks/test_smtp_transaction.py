@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tasks.smtp.transaction import send_transaction
+from tasks.smtp.transaction import PIPELINE_MAX_RECIPIENTS, send_transaction
 from tests.harness import SinkHandler, SmtpSink, free_port, wait_until
 
 SENDER = "news@reservemail.example"
@@ -205,6 +205,28 @@ def test_pipelining_can_be_turned_off(settings: Any) -> None:
             send_transaction(wire, SENDER, [ANN], BODY)
         wire.close()
     assert server.groups == []
+
+
+def test_long_groups_are_not_pipelined() -> None:
+    """Over PIPELINE_MAX_RECIPIENTS the commands go one by one: no group the relay's replies could deadlock."""
+    recipients = [f"r{i}@example.com" for i in range(PIPELINE_MAX_RECIPIENTS + 1)]
+    with GroupOnlyServer(patience=0.5) as server:
+        wire = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            send_transaction(wire, SENDER, recipients, BODY)
+        wire.close()
+    assert server.groups == []
+
+
+def test_many_recipients_pipelined_in_one_group(sink: SmtpSink) -> None:
+    """Up to the limit, one group: every recipient refused or accepted as sendmail would report it."""
+    recipients = [f"r{i}@example.com" for i in range(PIPELINE_MAX_RECIPIENTS)]
+    sink.handler.refuse.update(dict.fromkeys(recipients[::2], "550 no such user"))
+    wire = smtplib.SMTP("127.0.0.1", sink.port, timeout=10)
+    refused = send_transaction(wire, SENDER, recipients, BODY)
+    wire.quit()
+    assert sorted(refused) == sorted(recipients[::2])
+    assert [sorted(r.rcpt_tos) for r in sink.received] == [sorted(recipients[1::2])]
 
 
 def test_no_pipelining_without_the_announcement() -> None:
