@@ -69,6 +69,8 @@ def _pipelined(wire: smtplib.SMTP, sender: str, recipients: list[str], data: byt
             refused[recipient] = (code, reply)
         if code == 421:
             wire.close()
+            if sender_refused is not None:  # smtplib would have stopped at MAIL FROM's refusal
+                raise smtplib.SMTPSenderRefused(*sender_refused, sender)
             raise smtplib.SMTPRecipientsRefused(refused)
     data_code, data_reply = wire.getreply()
 

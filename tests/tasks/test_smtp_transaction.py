@@ -116,9 +116,11 @@ class GroupOnlyServer:
     gives up after ``patience`` seconds and closes the connection.
     """
 
-    def __init__(self, *, patience: float = 2.0) -> None:
+    def __init__(self, *, patience: float = 2.0, script: list[bytes] | None = None) -> None:
         self.port = free_port()
         self.patience = patience
+        self.script = script  # the replies to the first group, instead of accepting it
+        self.bodies: list[bytes] = []  # what followed a scripted 354
         self.listener = socket.create_server(("127.0.0.1", self.port))
         self.groups: list[bytes] = []  # each transaction's commands, as first received whole
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -154,6 +156,15 @@ class GroupOnlyServer:
             elif verb == b"MAIL":
                 group = reader.until(b"DATA\r\n")  # nothing is answered before the group is whole
                 self.groups.append(line + group)
+                if self.script is not None:
+                    script, self.script = self.script, None
+                    conn.sendall(b"".join(script))
+                    if any(reply.startswith(b"421") for reply in script):
+                        return  # and close, as a relay does after 421
+                    if script[-1].startswith(b"354"):
+                        self.bodies.append(reader.until(b".\r\n"))
+                        conn.sendall(b"554 no valid recipients\r\n")
+                    continue
                 rcpts = group.count(b"RCPT TO:")
                 conn.sendall(b"250 sender ok\r\n" + b"250 rcpt ok\r\n" * rcpts + b"354 go on\r\n")
                 reader.until(b"\r\n.\r\n")
@@ -194,6 +205,29 @@ def test_group_goes_out_before_any_reply() -> None:
         wire.quit()
     assert [g.count(b"RCPT TO:") for g in server.groups] == [2, 1]
     assert server.groups[0].startswith(b"MAIL FROM:<news@reservemail.example> size=")
+
+
+def test_421_after_a_refused_sender_reports_the_sender() -> None:
+    """MAIL FROM refused, then 421: the sender's refusal (permanent), as sendmail, which stops at it, reports."""
+    with GroupOnlyServer(script=[b"550 sender not allowed\r\n", b"421 closing\r\n"]) as server:
+        wire = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            send_transaction(wire, SENDER, [ANN], BODY)
+    assert refused.value.smtp_code == 550
+    assert wire.sock is None
+
+
+def test_data_accepted_without_recipients_gets_an_empty_message() -> None:
+    """A relay that answers DATA with 354 although every RCPT failed gets only the end of data, then RSET."""
+    script = [b"250 ok\r\n", b"550 no such user\r\n", b"354 go on\r\n"]
+    with GroupOnlyServer(script=script) as server:
+        wire = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            send_transaction(wire, SENDER, [ANN], BODY)
+        assert wire.noop()[0] == 250  # reset and still usable
+        wire.quit()
+    assert {k: v[0] for k, v in refused.value.recipients.items()} == {ANN: 550}
+    assert server.bodies == [b".\r\n"]
 
 
 def test_pipelining_can_be_turned_off(settings: Any) -> None:
