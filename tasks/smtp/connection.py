@@ -9,7 +9,6 @@ for health and cleared by the first send that goes through after a connection is
 from __future__ import annotations
 
 import logging
-import os
 import smtplib
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from django.utils.module_loading import import_string
 from tasks import scheduler
 from tasks.mail import SmtpUtf8Unsupported, describe
 from tasks.relay import is_relay_refused
+from tasks.smtp.cores import usable_cores
 from tasks.smtp.encoding import Envelope, _envelope, _for_relay
 from tasks.smtp.transaction import send_transaction
 
@@ -93,11 +93,12 @@ class MailSession:
     def overlap(self) -> bool:
         """Whether SMTP goes on the mail-send thread while the caller renders the next mail (MAIL_SEND_OVERLAP).
 
-        "auto": while this host has at least two cores per registered worker (RQ's count, every
-        OVERLAP_RECHECK seconds). The overlap puts two busy threads in each worker; with more busy
-        threads than cores they wait for each other's core and for the GIL, and each mail costs more
-        CPU than it saves (measured in bench/run: see README, Performance). Redis unreachable: the
-        last decision stands (at first, no overlap).
+        "auto": while this process has at least two cores per registered worker (RQ's count, every
+        OVERLAP_RECHECK seconds; the cores of tasks.smtp.cores: a container's CPU quota counts).
+        The overlap puts two busy threads in each worker; with more busy threads than cores they
+        wait for each other's core and for the GIL, and each mail costs more CPU than it saves
+        (measured in bench/run: see README, Performance). Redis unreachable: the last decision
+        stands (at first, no overlap).
         """
         mode = settings.MAIL_SEND_OVERLAP
         if mode != "auto":
@@ -229,14 +230,6 @@ class MailSession:
 
     def __exit__(self, *exc: Any) -> None:
         self.end_job()
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity; the machine's count where that is unknown)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=4)

@@ -12,7 +12,7 @@ from rq.worker import Worker
 from tasks.mail import new_message_id, render_message
 from tasks.smtp import MailSession, Outbox
 from tasks.smtp import connection as smtp_connection
-from tasks.smtp.connection import usable_cores
+from tasks.smtp.cores import usable_cores
 from tests.harness import free_port
 
 
