@@ -11,6 +11,8 @@
   var summary = box.querySelector(".repeat-summary");
   var list = box.querySelector(".repeat-upcoming");
   var timer = null;
+  var asked = 0;  // the number of the latest preview request: an older answer arriving late is dropped
+  var inflight = null;
 
   function showGroups() {
     var chosen = kindValue();
@@ -45,10 +47,14 @@
       if (!field.name || ((field.type === "checkbox" || field.type === "radio") && !field.checked)) { return; }
       params.append(field.name, field.value);
     });
-    fetch(box.dataset.previewUrl + "?" + params.toString(), { credentials: "same-origin" })
+    clearTimeout(timer);
+    if (inflight) { inflight.abort(); }
+    var mine = ++asked;
+    inflight = new AbortController();
+    fetch(box.dataset.previewUrl + "?" + params.toString(), { credentials: "same-origin", signal: inflight.signal })
       .then(function (response) { return response.json(); })
-      .then(render)
-      .catch(function () { summary.textContent = ""; });
+      .then(function (data) { if (mine === asked) { render(data); } })
+      .catch(function () { if (mine === asked) { summary.textContent = ""; } });
   }
 
   box.addEventListener("input", function () {

@@ -6,7 +6,10 @@ Screenshot for humans: test-output/series-repeat-en.png.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from series.models import Series
 from tasks.models import Task
@@ -59,3 +62,35 @@ def test_repeat_section_previews_then_creates_a_series(transactional_db, live_se
     assert Task.objects.filter(series=series, status="reserved").count() == 1
     en.screenshot(path=str(OUTPUT_DIR / "series-page-en.png"), full_page=True)
     assert errors == []
+
+
+def test_a_late_answer_to_an_older_preview_never_replaces_the_newest(  # noqa: F811
+    transactional_db,
+    live_server,
+    live_settings,  # noqa: F811
+    user,
+    chromium,  # noqa: F811
+):
+    """The first preview request is held in the browser until the form is complete and previewed; released,
+    its answer (for a half-filled rule) must not overwrite the summary of the rule as it now stands."""
+    errors: list[str] = []
+    page = open_page(chromium, live_server.url, locale="en-US", errors=errors)
+    held: list = []
+
+    def hold_the_first(route):  # noqa: ANN001, ANN202
+        if not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/series/preview/**", hold_the_first)
+    choose_weekly(page)
+    summary = page.locator("#repeat-preview .repeat-summary")
+    summary.filter(has_text="10 times").wait_for(timeout=10_000)
+    assert held, "the first preview request was held"
+    page.wait_for_timeout(1000)  # bounded: the debounced preview (250 ms) and the others answered meanwhile
+    with contextlib.suppress(PlaywrightError):  # the page may have aborted it already: then nothing arrives
+        held[0].continue_()
+    page.wait_for_timeout(1500)  # bounded: time for the late answer to arrive and be (not) shown
+    assert summary.inner_text() == "Every Monday and Thursday at 09:00, Asia/Seoul, 10 times"
+    assert not errors, errors
