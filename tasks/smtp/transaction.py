@@ -69,17 +69,13 @@ def _pipelined(wire: smtplib.SMTP, sender: str, recipients: list[str], data: byt
             refused[recipient] = (code, reply)
         if code == 421:
             wire.close()
-            if sender_refused is not None:  # smtplib would have stopped at MAIL FROM's refusal
-                raise smtplib.SMTPSenderRefused(*sender_refused, sender)
-            raise smtplib.SMTPRecipientsRefused(refused)
+            raise _refusal(sender, sender_refused, refused)
     data_code, data_reply = wire.getreply()
 
     if sender_refused is not None or len(refused) == len(recipients):
         _end_empty_message(wire, data_code)
         _rset(wire)
-        if sender_refused is not None:
-            raise smtplib.SMTPSenderRefused(*sender_refused, sender)
-        raise smtplib.SMTPRecipientsRefused(refused)
+        raise _refusal(sender, sender_refused, refused)
     if data_code != 354:
         _give_up(wire, data_code)
         raise smtplib.SMTPDataError(data_code, data_reply)
@@ -92,6 +88,13 @@ def _pipelined(wire: smtplib.SMTP, sender: str, recipients: list[str], data: byt
         _give_up(wire, code)
         raise smtplib.SMTPDataError(code, reply)
     return refused
+
+
+def _refusal(sender: str, sender_refused: tuple[int, bytes] | None, refused: Refused) -> smtplib.SMTPException:
+    """The error sendmail raises: the sender's refusal if MAIL FROM failed (it stops there), else the recipients'."""
+    if sender_refused is not None:
+        return smtplib.SMTPSenderRefused(*sender_refused, sender)
+    return smtplib.SMTPRecipientsRefused(refused)
 
 
 def _end_empty_message(wire: smtplib.SMTP, data_code: int) -> None:
