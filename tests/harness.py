@@ -230,10 +230,11 @@ class SmtpSink:
 
     ``smtputf8`` makes it announce and accept SMTPUTF8 (RFC 6531); without it, it announces neither.
     ``pipelining`` (the default) announces PIPELINING (RFC 2920), as production relays do.
+    ``handler`` replaces the recording handler with a subclass that answers differently.
     """
 
-    def __init__(self, *, smtputf8: bool = False, pipelining: bool = True) -> None:
-        self.handler = SinkHandler()
+    def __init__(self, *, smtputf8: bool = False, pipelining: bool = True, handler: SinkHandler | None = None) -> None:
+        self.handler = handler or SinkHandler()
         self.handler.pipelining = pipelining
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8)

@@ -25,7 +25,7 @@ BODY = b"From: news@reservemail.example\r\nTo: ann@example.com\r\nSubject: hi\r\
 
 
 class Handler(SinkHandler):
-    """The test sink's handler, which can also refuse a sender (MAIL FROM) or answer RCPT with 421."""
+    """The test sink's handler, which can also refuse a sender (MAIL FROM)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -39,10 +39,7 @@ class Handler(SinkHandler):
 
 @pytest.fixture
 def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink(pipelining=True)
-    server.handler = Handler()
-    server.controller.handler = server.handler
-    server.start()
+    server = SmtpSink(pipelining=True, handler=Handler()).start()
     yield server
     server.stop()
 
