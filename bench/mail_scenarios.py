@@ -47,7 +47,6 @@ class Bench:
     big: int
     owners: int = 100  # reservations of the burst and spread belong to this many users
     reserve_rate: float = 200.0  # reservations/s, measured by the reserve scenario before the mail ones
-    ceiling: MailRow | None = None
     rows: list[MailRow] = field(default_factory=list)
     repeats: list[MailRow] = field(default_factory=list)  # runs a best-of-N row stands for (JSON only)
 
@@ -166,8 +165,6 @@ def _run_ceiling(bench: Bench, *, label: str) -> MailRow:
     session.close()
     arrivals = bench.sink.wait_for(bench.n, timeout=60, idle=10)
     row = summarize(label, arrivals, dict.fromkeys(recipients, due))
-    if label.startswith("ceiling") and (bench.ceiling is None or (row.drain or 0) > (bench.ceiling.drain or 0)):
-        bench.ceiling = row
     return bench.add(row, cpu=meter.per_mail(bench.n))
 
 
