@@ -157,8 +157,7 @@ def _run_ceiling(bench: Bench, *, label: str) -> MailRow:
     meter = CpuMeter(bench, senders=None)
     for rcpt in recipients:
         message = render_message(template="newsletter", context=CONTEXT, recipient=rcpt, message_id=new_message_id())
-        send, _threaded = session.prepare(message)
-        error = send()
+        error = session.prepare(message).finish()
         session.sent(error)
         if error is not None:
             raise error

@@ -187,19 +187,11 @@ NOTIFICATION_POLL_SECONDS = float(os.environ.get("NOTIFICATION_POLL_SECONDS", "3
 DELIVERY_SLICE_SECONDS = float(os.environ.get("DELIVERY_SLICE_SECONDS", "0.5"))
 DELIVERY_SLICE_MIN = env_int("DELIVERY_SLICE_MIN", 4)
 DELIVERY_SLICE_MAX = env_int("DELIVERY_SLICE_MAX", 250)
-# Render the next mail while the current one is on the wire (tasks.smtp.Outbox, a second thread);
-# 0 = one after the other. "auto": overlap while this host has at least two cores per registered
-# worker; with fewer, the workers' second threads fight over the cores (measured on 2 cores, 2
-# workers: a burst 640 -> 660/s and 2.0 -> 1.65 ms of worker CPU per mail without the overlap).
-MAIL_SEND_OVERLAP: str | bool = (
-    "auto"
-    if os.environ.get("MAIL_SEND_OVERLAP", "auto").strip().lower() in ("", "auto")
-    else env_bool("MAIL_SEND_OVERLAP", True)
+# Render and encode the next mail while the relay answers the current one (tasks.smtp.Outbox, in
+# the worker's one thread); 0 = one after the other. "auto", the old default, means on.
+MAIL_SEND_OVERLAP = os.environ.get("MAIL_SEND_OVERLAP", "").strip().lower() == "auto" or env_bool(
+    "MAIL_SEND_OVERLAP", True
 )
-# How soon (seconds) the worker's mail-send thread gets the GIL back when its SMTP reply arrives
-# while the main thread renders the next mail (Python's default is 0.005: four replies per mail
-# could each wait that long). Applied by the worker process only (tasks.worker.MailWorker).
-WORKER_SWITCH_INTERVAL = float(os.environ.get("WORKER_SWITCH_INTERVAL", "0.0001"))
 # RQ keeps whole-second due times and polls them; release a job this many seconds (plus the
 # fraction) before its due time, and let the job wait for the exact instant: never early, not late.
 # -1 releases at the due time rounded up (RQ's plain behaviour, for comparison).

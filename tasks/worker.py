@@ -5,7 +5,6 @@ imports it back, so tasks.scheduler stays a pure adapter."""
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
@@ -98,10 +97,6 @@ class MailWorker(SimpleWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("maintenance_interval", settings.WORKER_MAINTENANCE_INTERVAL)
         super().__init__(*args, **kwargs)
-        # The mail-send thread waits on four SMTP replies per mail while this thread renders the
-        # next one; with Python's 5 ms switch interval each reply could wait that long for the GIL,
-        # so sending and rendering barely overlapped (measured: +10% burst throughput at 0.1 ms).
-        sys.setswitchinterval(float(settings.WORKER_SWITCH_INTERVAL))
 
     @property
     def dequeue_timeout(self) -> int:

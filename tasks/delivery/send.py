@@ -6,9 +6,9 @@ one conditional statement marks that recipient ``sending``,
 only while its task is RUNNING under the slice's attempt and the recipient is still leased to this
 slice (tasks.delivery.records.settle_and_mark). A cancel, stop, edit or takeover that commits
 first makes it match nothing, and this worker sends nothing more of that task; one that commits
-after sees the message going out. The next message is rendered while the current one is on the
-wire when the host has the cores for it (tasks.smtp.Outbox, MailSession.overlap); each outcome is
-recorded in the transaction that checks the next one.
+after sees the message going out. The next message is rendered and encoded while the relay
+answers the current one (tasks.smtp.Outbox: the transaction pauses at each wait for the relay);
+each outcome is recorded in the transaction that checks the next one.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ class SliceSender:
                     self._records.append(records.Record(work.delivery_id, D.SUPPRESSED))
                     continue
                 message = self._render(work, task)
+                outbox.step()  # the previous message's first replies are in: its content goes out
                 wire = outbox.encode(message) if message is not None else None
                 outbox.flush()
                 if wire is None or not self._advance(work, task):

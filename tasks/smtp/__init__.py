@@ -3,7 +3,7 @@
 The modules: connection (MailSession, the ``session`` singleton and the connection's life:
 idling, NOOP, relay refusals), encoding (DATA and envelopes, SMTPUTF8 and 8BITMIME), transaction
 (one mail transaction, pipelined where the relay announces it), outbox (sending while the next
-message is prepared) and cores (the cores a worker may use, for the overlap). Callers import from ``tasks.smtp``.
+message is prepared). Callers import from ``tasks.smtp``.
 """
 
 from tasks.smtp.connection import REFUSAL_HOLD_OFF, MailSession, session

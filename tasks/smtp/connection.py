@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 import smtplib
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache, partial
+from collections.abc import Generator
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -27,16 +26,12 @@ from django.utils.module_loading import import_string
 from tasks import scheduler
 from tasks.mail import SmtpUtf8Unsupported, describe
 from tasks.relay import is_relay_refused
-from tasks.smtp.cores import usable_cores
 from tasks.smtp.encoding import Envelope, _envelope, _for_relay
-from tasks.smtp.transaction import send_transaction
+from tasks.smtp.transaction import transaction_steps
 
 # One logger for the package, named as before the split: log records keep logger "tasks.smtp".
 logger = logging.getLogger("tasks.smtp")
 
-
-# How long the "auto" overlap decision (MailSession.overlap) stands before the workers are counted again.
-OVERLAP_RECHECK = 1.0
 
 # After the relay refused us (certificate, TLS, login), sends within this many seconds fail with the
 # same error without connecting: a backlog of pending tasks costs one TLS handshake per worker per
@@ -50,12 +45,9 @@ class MailSession:
     def __init__(self) -> None:
         self._backend: BaseEmailBackend | None = None
         self._used_at = 0.0
-        self._sender: ThreadPoolExecutor | None = None
         self._opened = False  # no send has gone through on this connection yet
         self.refusal: str | None = None  # why the relay refused the last send, while it does
         self._refused: tuple[BaseException, float] | None = None  # that error, and when
-        self._overlap: tuple[bool, float] | None = None  # the "auto" decision, and when it was made
-        self._overlap_unknown = False  # the last attempt to count the workers failed
 
     def _open(self) -> BaseEmailBackend:
         backend = get_connection(fail_silently=False)
@@ -90,39 +82,6 @@ class MailSession:
             logger.info("kept mail connection did not answer NOOP (%s); reopening", exc)
             return False
 
-    def overlap(self) -> bool:
-        """Whether SMTP goes on the mail-send thread while the caller renders the next mail (MAIL_SEND_OVERLAP).
-
-        "auto": while this process has at least two cores per registered worker (RQ's count, every
-        OVERLAP_RECHECK seconds; the cores of tasks.smtp.cores: a container's CPU quota counts).
-        The overlap puts two busy threads in each worker; with more busy threads than cores they
-        wait for each other's core and for the GIL, and each mail costs more CPU than it saves
-        (measured in bench/run: see README, Performance). Redis unreachable: the last decision
-        stands (at first, no overlap).
-        """
-        mode = settings.MAIL_SEND_OVERLAP
-        if mode != "auto":
-            return bool(mode)
-        now = time.monotonic()
-        if self._overlap is None or now - self._overlap[1] >= OVERLAP_RECHECK:
-            self._overlap = (self._decide_overlap(), now)
-        return self._overlap[0]
-
-    def _decide_overlap(self) -> bool:
-        before = self._overlap[0] if self._overlap is not None else None
-        try:
-            workers, cores = scheduler.worker_count(), usable_cores()
-        except scheduler.QueueError as exc:
-            if not self._overlap_unknown:  # once per outage, not once per recheck
-                logger.warning("could not count the workers (%s); the mail-send overlap stays %s", exc, bool(before))
-            self._overlap_unknown = True
-            return bool(before)
-        self._overlap_unknown = False
-        decided = 2 * max(1, workers) <= cores
-        if decided is not before:
-            logger.info("mail-send overlap %s: %s workers, %s cores", "on" if decided else "off", workers, cores)
-        return decided
-
     def close_if_idle(self) -> bool:
         """Close (QUIT) a connection unused for EMAIL_IDLE_SECONDS; True if one was closed. The worker calls it."""
         if self._backend is None or time.monotonic() - self._used_at <= float(settings.EMAIL_IDLE_SECONDS):
@@ -143,24 +102,22 @@ class MailSession:
         except Exception:  # noqa: BLE001 - prepare() encodes again and reports the error as the send's
             return message
 
-    def prepare(self, item: EmailMessage | Envelope) -> tuple[Callable[[], BaseException | None], bool]:
-        """Return a call that sends ``item`` (returning the error, if any) and whether it may run in a thread.
+    def prepare(self, item: EmailMessage | Envelope) -> Sending:
+        """Return ``item``'s send, not yet begun.
 
-        For SMTP the message is encoded in the caller's thread (see encode()), and the call does
-        only the wire work (one mail transaction, pipelined where the relay allows: see
-        tasks.smtp.transaction), which waits on the server with the GIL released: it may run in
-        a thread (the Outbox asks overlap() whether it does). Other backends (file, locmem,
-        console) send in the caller's thread. Opening a connection that fails raises here.
+        For SMTP the message is encoded already (see encode()), and the send is only the wire
+        work: one mail transaction, pipelined where the relay allows, which pauses at each wait
+        for the relay (tasks.smtp.transaction). Other backends (file, locmem, console) send in
+        one step. Opening a connection that fails raises here.
         """
         backend = self.backend()
         if isinstance(backend, SmtpBackend) and backend.connection is not None:
             envelope = item if isinstance(item, Envelope) else _envelope(item)  # raises an encoding error
             wire = backend.connection
             data, options = _for_relay(envelope, wire)
-            send = partial(send_transaction, wire, envelope.sender, envelope.recipients, data, options)
-            return _capture(send), True
+            return Sending(transaction_steps(wire, envelope.sender, envelope.recipients, data, options))
         message = item.message if isinstance(item, Envelope) else item
-        return _capture(lambda: _deliver(backend, message)), False
+        return Sending(_deliver(backend, message))
 
     def sent(self, error: BaseException | None) -> None:
         """Account for a finished send: keep the connection, or drop it after ``error``.
@@ -198,12 +155,6 @@ class MailSession:
         except scheduler.QueueError as exc:
             logger.warning("could not record the relay refusal in Redis: %s", exc)
 
-    def sender(self) -> ThreadPoolExecutor:
-        """The one helper thread that puts prepared messages on the wire, one at a time."""
-        if self._sender is None:
-            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail-send")
-        return self._sender
-
     def end_job(self) -> None:
         """Keep an SMTP connection for the next job; close anything else (files, memory)."""
         if not isinstance(self._backend, SmtpBackend):
@@ -218,12 +169,9 @@ class MailSession:
                 logger.debug("closing mail connection failed: %s", exc)
 
     def shutdown(self) -> None:
-        """The worker stops: QUIT the relay, stop the helper thread, forget a refusal (a new start retries at once)."""
+        """The worker stops: QUIT the relay and forget a refusal (a new start retries at once)."""
         self.close()
         self.refusal, self._refused = None, None
-        sender, self._sender = self._sender, None
-        if sender is not None:
-            sender.shutdown(wait=True)
 
     def __enter__(self) -> MailSession:
         return self
@@ -242,20 +190,44 @@ def _smtp_configured() -> bool:
     return _smtp_backend_class(settings.EMAIL_BACKEND)
 
 
-def _capture(send: Callable[[], object]) -> Callable[[], BaseException | None]:
-    def call() -> BaseException | None:
+class Sending:
+    """One message's send, advanced a step at a time (each step ends at a wait for the relay) or to its end.
+
+    Its error, if any, is kept rather than raised: the caller classifies it (tasks.mail.is_permanent).
+    """
+
+    def __init__(self, steps: Generator[None, None, object]) -> None:
+        self._steps = steps
+        self.done = False
+        self.error: BaseException | None = None
+
+    def step(self) -> None:
+        """Go on to the next wait for the relay (or the end)."""
+        if self.done:
+            return
         try:
-            send()
+            next(self._steps)
+        except StopIteration:
+            self.done = True
         except Exception as exc:  # noqa: BLE001 - handed to the caller, which classifies it
-            return exc
-        return None
+            self.error, self.done = exc, True
 
-    return call
+    def finish(self) -> BaseException | None:
+        """Go on to the end (each wait bounded by EMAIL_TIMEOUT); the error, if any."""
+        for _ in range(8):  # a transaction pauses at most three times
+            if self.done:
+                break
+            self.step()
+        if not self.done:
+            self.error, self.done = RuntimeError("a mail transaction did not end"), True
+        return self.error
 
 
-def _deliver(backend: BaseEmailBackend, message: EmailMessage) -> None:
+def _deliver(backend: BaseEmailBackend, message: EmailMessage) -> Generator[None, None, None]:
+    """A non-SMTP backend's send: one step."""
     if not backend.send_messages([message]):
         raise RuntimeError("the mail backend accepted nothing")
+    yield from ()
 
 
 session = MailSession()

@@ -1,15 +1,15 @@
-"""The Outbox: sends on the session's helper thread while the caller prepares the next message."""
+"""The Outbox: the caller prepares the next message while the relay answers the current one."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
+from django.conf import settings
 from django.core.mail.message import EmailMessage
 
-from tasks.smtp.connection import MailSession
+from tasks.smtp.connection import MailSession, Sending
 from tasks.smtp.encoding import Envelope
 
 # One logger for the package, named as before the split: log records keep logger "tasks.smtp".
@@ -20,49 +20,58 @@ Settle = Callable[[Any, BaseException | None], None]
 
 
 class Outbox:
-    """Sends over the session's connection while the caller prepares the next message.
+    """Sends over the session's connection while the caller prepares the next message, in one thread.
 
     Why: an SMTP send on one connection is mostly waiting for the server's replies (two round
-    trips pipelined, four without: about 1 ms on loopback, far more to a distant relay), and
-    rendering plus MIME-encoding the next message is about 0.6 ms of CPU; done one after the
-    other they cap a worker well below the connection's limit. Here the
-    wire work runs in the session's helper thread. At most one message is on the wire, and the
-    caller learns its outcome through ``settle(key, error)`` (in the caller's thread) before the
-    next one is started, so "send, record, then the next" holds as in a plain loop: a caller
-    that stops after an error never has a second message out. The session says whether the
-    thread is used at all (MailSession.overlap: not while the host's cores are too few for every
-    worker's two threads); without it each send runs in the caller's thread, in the same order.
+    trips pipelined: about 0.5 ms on loopback, far more to a distant relay), and rendering plus
+    MIME-encoding the next message is about 0.6 ms of CPU; done one after the other they cap a
+    worker well below the connection's limit. The transaction pauses after each write to the wire
+    (tasks.smtp.transaction): start() writes the first commands and returns, step() (the caller
+    calls it between rendering and encoding) reads their replies and writes the message, and the
+    next start() or flush() reads the verdict. No second thread: one on the wire and one
+    rendering cost a GIL hand-off per reply, more CPU than the overlap saved on a busy host
+    (measured: see docs/performance.md). At most one message is on the wire, and the caller
+    learns its outcome through ``settle(key, error)`` before the next one is started, so "send,
+    record, then the next" holds as in a plain loop: a caller that stops after an error never has
+    a second message out. With MAIL_SEND_OVERLAP off, a relay that is not pipelined or a backend
+    other than SMTP, start() sends to the end and settles before it returns.
     """
 
     def __init__(self, session: MailSession, settle: Settle) -> None:
         self._session = session
         self._settle = settle
-        self._inflight: tuple[Any, Future[BaseException | None]] | None = None
+        self._inflight: tuple[Any, Sending] | None = None
 
     def encode(self, message: EmailMessage) -> EmailMessage | Envelope:
         """Encode ``message`` for the wire now, while the previous one may still be on it."""
         return self._session.encode(message)
 
     def start(self, key: Any, message: EmailMessage | Envelope) -> None:
-        """Settle the message on the wire, then put ``message`` there (or send it here, off SMTP)."""
+        """Settle the message on the wire, then put ``message`` there."""
         self.flush()
         try:
-            send, threaded = self._session.prepare(message)
+            sending = self._session.prepare(message)
         except Exception as exc:  # noqa: BLE001 - a connection that cannot be opened fails this send
-            self._session.sent(exc)
-            self._settle(key, exc)
+            self._finish(key, exc)
             return
-        if threaded and self._session.overlap():
-            self._inflight = (key, self._session.sender().submit(send))
-        else:
-            self._finish(key, send())
+        if settings.MAIL_SEND_OVERLAP:
+            sending.step()  # its first commands go out; the caller works while the relay answers
+        if sending.done or not settings.MAIL_SEND_OVERLAP:  # sent whole (not pipelined, not SMTP) or no overlap
+            self._finish(key, sending.finish())
+            return
+        self._inflight = (key, sending)
+
+    def step(self) -> None:
+        """Advance the message on the wire to its next wait for the relay (whose replies are in by now)."""
+        if self._inflight is not None:
+            self._inflight[1].step()
 
     def flush(self) -> None:
-        """Wait for the message on the wire (bounded by EMAIL_TIMEOUT) and settle it."""
+        """Wait for the message on the wire (each read bounded by EMAIL_TIMEOUT) and settle it."""
         if self._inflight is not None:
-            key, future = self._inflight
+            key, sending = self._inflight
             self._inflight = None
-            self._finish(key, future.result())
+            self._finish(key, sending.finish())
 
     def _finish(self, key: Any, error: BaseException | None) -> None:
         self._session.sent(error)

@@ -11,6 +11,10 @@ The outcome is smtplib's, answer for answer: the same refused-recipients dict, t
 exceptions (SMTPSenderRefused, SMTPRecipientsRefused, SMTPDataError) with the same codes, a
 421 closing the connection, RSET after a refusal. A relay that does not announce PIPELINING (or
 EMAIL_PIPELINING=0) gets smtplib's sendmail itself.
+
+transaction_steps() is the same transaction cut at each wait for the relay: it pauses (yields)
+right after it has written to the wire, before it reads the replies. A worker renders and encodes
+its next message in those pauses, in its one thread, while the relay answers (tasks.smtp.Outbox).
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from __future__ import annotations
 import contextlib
 import re
 import smtplib
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 
 from django.conf import settings
 
 Refused = dict[str, tuple[int, bytes]]
+Steps = Generator[None, None, Refused]  # pauses after each write to the wire; returns the refused recipients
 
 # Recipients above which a transaction is not pipelined. Why: the client writes the whole group
 # before it reads a reply; a group so long that the relay's replies fill our receive buffer while
@@ -37,14 +42,26 @@ def send_transaction(
     wire: smtplib.SMTP, sender: str, recipients: Sequence[str], data: bytes, mail_options: Sequence[str] = ()
 ) -> Refused:
     """Send ``data`` from ``sender`` to ``recipients``; return the recipients the relay refused (as sendmail does)."""
+    steps = transaction_steps(wire, sender, recipients, data, mail_options)
+    while True:  # at most three pauses, each read bounded by the connection's timeout
+        try:
+            next(steps)
+        except StopIteration as end:
+            return end.value
+
+
+def transaction_steps(
+    wire: smtplib.SMTP, sender: str, recipients: Sequence[str], data: bytes, mail_options: Sequence[str] = ()
+) -> Steps:
+    """send_transaction, pausing after each write to the wire until the caller advances it (next())."""
     wire.ehlo_or_helo_if_needed()
     pipelining = settings.EMAIL_PIPELINING and wire.does_esmtp and wire.has_extn("pipelining")
     if not pipelining or len(recipients) > PIPELINE_MAX_RECIPIENTS:
         return wire.sendmail(sender, list(recipients), data, mail_options=list(mail_options))
-    return _pipelined(wire, sender, list(recipients), data, list(mail_options))
+    return (yield from _pipelined(wire, sender, list(recipients), data, list(mail_options)))
 
 
-def _pipelined(wire: smtplib.SMTP, sender: str, recipients: list[str], data: bytes, mail_options: list[str]) -> Refused:
+def _pipelined(wire: smtplib.SMTP, sender: str, recipients: list[str], data: bytes, mail_options: list[str]) -> Steps:
     options = ([f"size={len(data)}"] if wire.has_extn("size") else []) + mail_options
     if any(option.lower() == "smtputf8" for option in options):
         if not wire.has_extn("smtputf8"):
@@ -56,6 +73,7 @@ def _pipelined(wire: smtplib.SMTP, sender: str, recipients: list[str], data: byt
     if any("\r" in command or "\n" in command for command in commands):
         raise ValueError("command and arguments contain prohibited newline characters")
     wire.send("".join(f"{command}\r\n" for command in commands))
+    yield  # the group is on the wire; its replies come while the caller works
 
     code, reply = wire.getreply()
     if code == 421:
@@ -83,6 +101,8 @@ def _pipelined(wire: smtplib.SMTP, sender: str, recipients: list[str], data: byt
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     wire.send(body + b".\r\n")
+    yield  # the message is on the wire; the relay's verdict comes while the caller works
+
     code, reply = wire.getreply()
     if code != 250:
         _give_up(wire, code)

@@ -1,4 +1,4 @@
-"""The Outbox: the next message is prepared while the current one is on the wire, never two at once."""
+"""The Outbox: the next message is prepared while the relay answers the current one, never two on the wire."""
 
 from __future__ import annotations
 
@@ -7,18 +7,14 @@ import threading
 
 import pytest
 from django.core import mail
-from rq.worker import Worker
 
 from tasks.mail import new_message_id, render_message
 from tasks.smtp import MailSession, Outbox
-from tasks.smtp import connection as smtp_connection
-from tasks.smtp.cores import usable_cores
-from tests.harness import free_port
+from tests.harness import SmtpSink, free_port
 
 
 @pytest.fixture(autouse=True)
 def _overlap_on(settings) -> None:  # noqa: ANN001
-    """These tests are about the overlap itself; "auto" would decide it by this machine's cores."""
     settings.MAIL_SEND_OVERLAP = True
 
 
@@ -28,7 +24,8 @@ def _message(address: str):  # noqa: ANN202
     )
 
 
-def test_every_message_arrives_once_in_order_and_each_is_settled_before_the_next_starts(smtp) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("stepped", [True, False], ids=["stepped", "started-only"])
+def test_every_message_arrives_once_in_order_and_each_is_settled_before_the_next_starts(smtp, stepped) -> None:  # noqa: ANN001
     session = MailSession()
     settled: list[tuple[str, BaseException | None]] = []
     addresses = [f"r{i}@example.com" for i in range(30)]
@@ -39,7 +36,10 @@ def test_every_message_arrives_once_in_order_and_each_is_settled_before_the_next
 
     with Outbox(session, settle=settle) as outbox:
         for address in addresses:
-            outbox.start(address, _message(address))
+            message = _message(address)
+            if stepped:  # as the send loop does: the previous message goes out while this one renders
+                outbox.step()
+            outbox.start(address, message)
             # the one just started is on the wire (or done) but not settled yet
             if settled and settled[-1][0] == address:
                 started_while_open.append(address)
@@ -50,18 +50,39 @@ def test_every_message_arrives_once_in_order_and_each_is_settled_before_the_next
     assert [r.rcpt_tos for r in smtp.received] == [[address] for address in addresses]
 
 
-def test_the_wire_work_runs_in_the_helper_thread_and_overlaps_the_callers_work(smtp) -> None:  # noqa: ANN001
-    smtp.handler.reply_delay_for["slow@example.com"] = 0.5
+def test_the_transaction_pauses_at_each_wait_for_the_relay_in_the_callers_thread(smtp) -> None:  # noqa: ANN001
     session = MailSession()
     settled: list[str] = []
+    threads = threading.active_count()
     with Outbox(session, settle=lambda key, error: settled.append(key)) as outbox:
-        outbox.start("slow@example.com", _message("slow@example.com"))
-        # start() returned while the server still holds its reply: the caller is free meanwhile
+        outbox.start("a@example.com", _message("a@example.com"))
+        # start() wrote MAIL FROM, RCPT TO and DATA and returned: the message itself is not out yet
+        assert settled == [] and smtp.received == []
+        outbox.step()  # the replies to that group are read and the message written
         assert settled == []
-        assert any(t.name.startswith("mail-send") for t in threading.enumerate())
-        outbox.flush()
-        assert settled == ["slow@example.com"]
+        outbox.flush()  # the relay's verdict on it
+        assert settled == ["a@example.com"]
+        assert threading.active_count() == threads  # no helper thread
     session.close()
+    assert [r.rcpt_tos for r in smtp.received] == [["a@example.com"]]
+
+
+def test_a_relay_without_pipelining_gets_each_message_sent_and_settled_by_start(settings) -> None:  # noqa: ANN001
+    sink = SmtpSink(pipelining=False).start()
+    try:
+        settings.EMAIL_BACKEND = "tasks.relay.RelayBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", sink.port
+        session = MailSession()
+        settled: list[str] = []
+        with Outbox(session, settle=lambda key, error: settled.append(key)) as outbox:
+            outbox.start("a@example.com", _message("a@example.com"))
+            assert [r.rcpt_tos for r in sink.received] == [["a@example.com"]]  # smtplib's sendmail, whole
+            assert settled == ["a@example.com"]
+            outbox.start("b@example.com", _message("b@example.com"))
+        session.close()
+        assert settled == ["a@example.com", "b@example.com"]
+    finally:
+        sink.stop()
 
 
 def test_a_failed_send_is_settled_with_its_error_and_the_connection_is_reopened(smtp) -> None:  # noqa: ANN001
@@ -82,7 +103,6 @@ def test_a_failed_send_is_settled_with_its_error_and_the_connection_is_reopened(
 
 
 def test_a_server_that_cannot_be_reached_fails_that_send(settings) -> None:  # noqa: ANN001
-    from tests.harness import free_port
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
@@ -172,47 +192,3 @@ def test_encode_sets_fresh_boundaries_and_keeps_djangos_message() -> None:
     assert [p.get_payload(decode=True) for p in first.walk() if not p.is_multipart()] == [
         p.get_payload(decode=True) for p in reference.walk() if not p.is_multipart()
     ]
-
-
-def test_auto_overlap_holds_while_the_host_has_two_cores_per_registered_worker(
-    settings, redis_conn, monkeypatch
-) -> None:  # noqa: ANN001
-    settings.MAIL_SEND_OVERLAP = "auto"
-    fits = max(1, usable_cores() // 2)  # workers that leave two cores each (one on a 1-core host, which never fits)
-    workers = [Worker(["default"], connection=redis_conn, name=f"overlap-{i}") for i in range(fits + 1)]
-    for worker in workers[:fits]:
-        worker.register_birth()
-    session = MailSession()
-    assert session.overlap() is (usable_cores() >= 2)
-    workers[fits].register_birth()  # one worker more than the cores carry
-    assert session.overlap() is (usable_cores() >= 2)  # decided a moment ago: stands for OVERLAP_RECHECK
-    monkeypatch.setattr(smtp_connection, "OVERLAP_RECHECK", 0.0)
-    assert session.overlap() is False
-    workers[fits].register_death()
-    assert session.overlap() is (usable_cores() >= 2)
-
-
-def test_auto_overlap_keeps_its_last_decision_while_redis_cannot_be_reached(
-    settings, redis_conn, monkeypatch, caplog
-) -> None:  # noqa: ANN001
-    settings.MAIL_SEND_OVERLAP = "auto"
-    monkeypatch.setattr(smtp_connection, "OVERLAP_RECHECK", 0.0)
-    session = MailSession()
-    decided = session.overlap()
-    for config in settings.RQ_QUEUES.values():  # nothing listens there: every Redis call fails at once
-        monkeypatch.setitem(config, "URL", f"redis://127.0.0.1:{free_port()}/0")
-    with caplog.at_level("WARNING", logger="tasks.smtp"):
-        assert session.overlap() is decided
-        assert session.overlap() is decided
-    warnings = [r.message for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1  # once per outage, not once per recheck
-    assert "could not count the workers" in warnings[0]
-    assert MailSession().overlap() is False  # nothing decided yet: no overlap
-
-
-@pytest.mark.parametrize("mode", [True, False])
-def test_an_explicit_overlap_setting_is_not_asked_of_redis(settings, monkeypatch, mode) -> None:  # noqa: ANN001
-    settings.MAIL_SEND_OVERLAP = mode
-    for config in settings.RQ_QUEUES.values():
-        monkeypatch.setitem(config, "URL", f"redis://127.0.0.1:{free_port()}/0")
-    assert MailSession().overlap() is mode
