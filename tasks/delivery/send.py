@@ -95,7 +95,6 @@ class SliceSender:
                     self._records.append(records.Record(work.delivery_id, D.SUPPRESSED))
                     continue
                 message = self._render(work, task)
-                outbox.step()  # the previous message's first replies are in: its content goes out
                 wire = outbox.encode(message) if message is not None else None
                 outbox.flush()
                 if wire is None or not self._advance(work, task):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from functools import lru_cache
 from typing import Any
 
@@ -89,7 +89,7 @@ class MailSession:
         self.close()
         return True
 
-    def encode(self, message: EmailMessage) -> EmailMessage | Envelope:
+    def encode(self, message: EmailMessage, midway: Callable[[], None] | None = None) -> EmailMessage | Envelope:
         """The message as it goes on the wire, for SMTP (other backends take the message itself).
 
         Done before the previous message's reply is awaited, so the encoding overlaps the wire
@@ -98,7 +98,7 @@ class MailSession:
         if not _smtp_configured():
             return message
         try:
-            return _envelope(message)
+            return _envelope(message, midway)
         except Exception:  # noqa: BLE001 - prepare() encodes again and reports the error as the send's
             return message
 

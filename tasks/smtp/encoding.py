@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 import smtplib
+from collections.abc import Callable
 from dataclasses import dataclass
 from email import charset as email_charset
 from email.message import Message
@@ -38,21 +39,21 @@ class Envelope:
     utf8: bool = False
 
 
-def _envelope(message: EmailMessage) -> Envelope:
+def _envelope(message: EmailMessage, midway: Callable[[], None] | None = None) -> Envelope:
     encoding = message.encoding or settings.DEFAULT_CHARSET
     if _needs_smtputf8(message):
         return Envelope(
             message=message,
             sender=_utf8_envelope_address(message.from_email, encoding),
             recipients=[_utf8_envelope_address(address, encoding) for address in message.recipients()],
-            data=encode(message, utf8=True),
+            data=encode(message, utf8=True, midway=midway),
             utf8=True,
         )
     return Envelope(
         message=message,
         sender=_sender(message.from_email, encoding),
         recipients=[_sanitize(address, encoding) for address in message.recipients()],
-        data=encode(message),
+        data=encode(message, midway=midway),
     )
 
 
@@ -77,7 +78,9 @@ def _utf8_envelope_address(value: str, encoding: str) -> str:
     return f"{local}@{domain.encode('idna').decode('ascii')}"
 
 
-def encode(message: EmailMessage, *, seven_bit: bool = False, utf8: bool = False) -> bytes:
+def encode(
+    message: EmailMessage, *, seven_bit: bool = False, utf8: bool = False, midway: Callable[[], None] | None = None
+) -> bytes:
     """The message as SMTP DATA, as Django's backend sends it, with each MIME boundary set here.
 
     Why: left unset, the email package draws a boundary and compiles a regular expression
@@ -85,6 +88,8 @@ def encode(message: EmailMessage, *, seven_bit: bool = False, utf8: bool = False
     A random 128-bit boundary cannot occur in a body by chance, and no body sees it before.
     ``seven_bit`` re-encodes 8-bit text parts as quoted-printable, for a relay without 8BITMIME.
     ``utf8`` writes the address headers that hold a UTF-8 local part as UTF-8 (RFC 6532), for SMTPUTF8.
+    ``midway`` is called between building the MIME tree and writing it out, about half way through
+    (the Outbox advances the message on the wire there).
     """
     mime = message.message()
     for part in mime.walk():
@@ -94,6 +99,8 @@ def encode(message: EmailMessage, *, seven_bit: bool = False, utf8: bool = False
             _to_quoted_printable(part)
     if utf8:
         _utf8_address_headers(mime, message)
+    if midway is not None:
+        midway()
     return mime.as_bytes(linesep="\r\n")
 
 

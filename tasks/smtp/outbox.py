@@ -26,9 +26,12 @@ class Outbox:
     trips pipelined: about 0.5 ms on loopback, far more to a distant relay), and rendering plus
     MIME-encoding the next message is about 0.6 ms of CPU; done one after the other they cap a
     worker well below the connection's limit. The transaction pauses after each write to the wire
-    (tasks.smtp.transaction): start() writes the first commands and returns, step() (the caller
-    calls it between rendering and encoding) reads their replies and writes the message, and the
-    next start() or flush() reads the verdict. No second thread: one on the wire and one
+    (tasks.smtp.transaction): start() writes MAIL FROM, RCPT TO and DATA and returns; the caller
+    renders the next message; encode() builds its MIME tree, then step() reads the relay's replies
+    and writes the current message, then encode() writes the next one out; the next start() or
+    flush() reads the verdict. So both waits for the relay are filled with the caller's work, about
+    evenly (measured: a 1-worker burst 544-601 -> 651-676 mails/s against stepping before the
+    encoding instead of inside it). No second thread: one on the wire and one
     rendering cost a GIL hand-off per reply, more CPU than the overlap saved on a busy host
     (measured: see docs/performance.md). At most one message is on the wire, and the caller
     learns its outcome through ``settle(key, error)`` before the next one is started, so "send,
@@ -43,8 +46,8 @@ class Outbox:
         self._inflight: tuple[Any, Sending] | None = None
 
     def encode(self, message: EmailMessage) -> EmailMessage | Envelope:
-        """Encode ``message`` for the wire now, while the previous one may still be on it."""
-        return self._session.encode(message)
+        """Encode ``message`` for the wire now, advancing the previous one on the wire half way through."""
+        return self._session.encode(message, midway=self.step)
 
     def start(self, key: Any, message: EmailMessage | Envelope) -> None:
         """Settle the message on the wire, then put ``message`` there."""

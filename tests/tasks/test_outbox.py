@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import threading
+import time
 
 import pytest
 from django.core import mail
@@ -65,6 +66,22 @@ def test_the_transaction_pauses_at_each_wait_for_the_relay_in_the_callers_thread
         assert threading.active_count() == threads  # no helper thread
     session.close()
     assert [r.rcpt_tos for r in smtp.received] == [["a@example.com"]]
+
+
+def test_encoding_the_next_message_puts_the_current_one_on_the_wire_half_way(smtp) -> None:  # noqa: ANN001
+    session = MailSession()
+    settled: list[str] = []
+    with Outbox(session, settle=lambda key, error: settled.append(key)) as outbox:
+        outbox.start("a@example.com", _message("a@example.com"))
+        assert smtp.received == []
+        outbox.encode(_message("b@example.com"))  # as the send loop does, while "a" waits for its replies
+        deadline = time.monotonic() + 10
+        while not smtp.received and time.monotonic() < deadline:  # "a" arrives with no further call
+            time.sleep(0.01)
+        assert [r.rcpt_tos for r in smtp.received] == [["a@example.com"]]
+        assert settled == []  # its verdict is read by the next start() or flush()
+    session.close()
+    assert settled == ["a@example.com"]
 
 
 def test_a_relay_without_pipelining_gets_each_message_sent_and_settled_by_start(settings) -> None:  # noqa: ANN001
