@@ -92,8 +92,9 @@ class MailSession:
     def encode(self, message: EmailMessage, midway: Callable[[], None] | None = None) -> EmailMessage | Envelope:
         """The message as it goes on the wire, for SMTP (other backends take the message itself).
 
-        Done before the previous message's reply is awaited, so the encoding overlaps the wire
-        too. A message that cannot be encoded is returned as it is; prepare() raises its error.
+        Done while the previous message waits for the relay: ``midway`` (the Outbox's step) is
+        called half way through (tasks.smtp.encoding.encode). A message that cannot be encoded is
+        returned as it is; prepare() raises its error.
         """
         if not _smtp_configured():
             return message
