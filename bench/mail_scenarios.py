@@ -66,9 +66,10 @@ class Bench:
         if len(runs) > 1:
             figures = ", ".join(f"{r.drain:.0f}/s p99 {r.late_p99:.2f}s" for r in runs if r.drain and r.late_p99)
             best.notes.append(f"best of {len(runs)} runs ({figures})")
-        others = [r for r in runs if r is not best]
-        self.repeats.extend(others)
-        self.rows = [r for r in self.rows if all(r is not o for o in others)]
+        self.repeats.extend(r for r in runs if r is not best)
+        first = next((i for i, row in enumerate(self.rows) if any(row is r for r in runs)), len(self.rows))
+        self.rows = [row for row in self.rows if all(row is not r for r in runs)]
+        self.rows.insert(first, best)
         return best
 
     def set_ratios(self) -> None:
