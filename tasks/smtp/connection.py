@@ -27,7 +27,7 @@ from tasks import scheduler
 from tasks.mail import SmtpUtf8Unsupported, describe
 from tasks.relay import is_relay_refused
 from tasks.smtp.encoding import Envelope, _envelope, _for_relay
-from tasks.smtp.transaction import transaction_steps
+from tasks.smtp.transaction import Sending, transaction_steps
 
 # One logger for the package, named as before the split: log records keep logger "tasks.smtp".
 logger = logging.getLogger("tasks.smtp")
@@ -189,39 +189,6 @@ def _smtp_backend_class(path: str) -> bool:
 def _smtp_configured() -> bool:
     """Whether the configured backend speaks SMTP (asked without touching a connection in use)."""
     return _smtp_backend_class(settings.EMAIL_BACKEND)
-
-
-class Sending:
-    """One message's send, advanced a step at a time (each step ends at a wait for the relay) or to its end.
-
-    Its error, if any, is kept rather than raised: the caller classifies it (tasks.mail.is_permanent).
-    """
-
-    def __init__(self, steps: Generator[None, None, object]) -> None:
-        self._steps = steps
-        self.done = False
-        self.error: BaseException | None = None
-
-    def step(self) -> None:
-        """Go on to the next wait for the relay (or the end)."""
-        if self.done:
-            return
-        try:
-            next(self._steps)
-        except StopIteration:
-            self.done = True
-        except Exception as exc:  # noqa: BLE001 - handed to the caller, which classifies it
-            self.error, self.done = exc, True
-
-    def finish(self) -> BaseException | None:
-        """Go on to the end (each wait bounded by EMAIL_TIMEOUT); the error, if any."""
-        for _ in range(8):  # a transaction pauses at most three times
-            if self.done:
-                break
-            self.step()
-        if not self.done:
-            self.error, self.done = RuntimeError("a mail transaction did not end"), True
-        return self.error
 
 
 def _deliver(backend: BaseEmailBackend, message: EmailMessage) -> Generator[None, None, None]:

@@ -9,8 +9,9 @@ from typing import Any
 from django.conf import settings
 from django.core.mail.message import EmailMessage
 
-from tasks.smtp.connection import MailSession, Sending
+from tasks.smtp.connection import MailSession
 from tasks.smtp.encoding import Envelope
+from tasks.smtp.transaction import Sending
 
 # One logger for the package, named as before the split: log records keep logger "tasks.smtp".
 logger = logging.getLogger("tasks.smtp")
@@ -57,9 +58,10 @@ class Outbox:
         except Exception as exc:  # noqa: BLE001 - a connection that cannot be opened fails this send
             self._finish(key, exc)
             return
-        if settings.MAIL_SEND_OVERLAP:
+        overlap = settings.MAIL_SEND_OVERLAP
+        if overlap:
             sending.step()  # its first commands go out; the caller works while the relay answers
-        if sending.done or not settings.MAIL_SEND_OVERLAP:  # sent whole (not pipelined, not SMTP) or no overlap
+        if sending.done or not overlap:  # sent whole (not pipelined, not SMTP) or no overlap
             self._finish(key, sending.finish())
             return
         self._inflight = (key, sending)

@@ -23,6 +23,7 @@ import contextlib
 import re
 import smtplib
 from collections.abc import Generator, Sequence
+from typing import cast
 
 from django.conf import settings
 
@@ -42,12 +43,45 @@ def send_transaction(
     wire: smtplib.SMTP, sender: str, recipients: Sequence[str], data: bytes, mail_options: Sequence[str] = ()
 ) -> Refused:
     """Send ``data`` from ``sender`` to ``recipients``; return the recipients the relay refused (as sendmail does)."""
-    steps = transaction_steps(wire, sender, recipients, data, mail_options)
-    while True:  # at most three pauses, each read bounded by the connection's timeout
+    sending = Sending(transaction_steps(wire, sender, recipients, data, mail_options))
+    error = sending.finish()
+    if error is not None:
+        raise error
+    return cast(Refused, sending.result)
+
+
+class Sending:
+    """One message's send, advanced a step at a time (each step ends at a wait for the relay) or to its end.
+
+    Its error, if any, is kept rather than raised: the caller classifies it (tasks.mail.is_permanent).
+    """
+
+    def __init__(self, steps: Generator[None, None, object]) -> None:
+        self._steps = steps
+        self.done = False
+        self.error: BaseException | None = None
+        self.result: object = None  # what the send returned (a transaction: the refused recipients)
+
+    def step(self) -> None:
+        """Go on to the next wait for the relay (or the end)."""
+        if self.done:
+            return
         try:
-            next(steps)
+            next(self._steps)
         except StopIteration as end:
-            return end.value
+            self.result, self.done = end.value, True
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, which classifies it
+            self.error, self.done = exc, True
+
+    def finish(self) -> BaseException | None:
+        """Go on to the end (each wait bounded by EMAIL_TIMEOUT); the error, if any."""
+        for _ in range(8):  # a transaction pauses twice at most
+            if self.done:
+                break
+            self.step()
+        if not self.done:
+            self.error, self.done = RuntimeError("a mail transaction did not end"), True
+        return self.error
 
 
 def transaction_steps(
