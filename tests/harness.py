@@ -28,6 +28,11 @@ from aiosmtpd.controller import Controller
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def ehlo_with_pipelining(responses: list[str]) -> list[str]:
+    """aiosmtpd's EHLO answer with PIPELINING (RFC 2920) announced, as Postfix, Exim and SES announce it."""
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -171,9 +176,7 @@ class SinkHandler:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001, ANN201
         session.host_name = hostname
-        if not self.pipelining:
-            return responses
-        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return ehlo_with_pipelining(responses) if self.pipelining else responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001, ANN201
         self._mail_at[id(session)] = time.time()
