@@ -408,7 +408,7 @@ tls_advertise_hosts = *
 @SMTPUTF8@
 tls_certificate = @ROOT@/tls/server.pem
 tls_privatekey = @ROOT@/tls/server.key
-log_selector = +8bitmime +tls_peerdn +smtp_connection +smtp_incomplete_transaction
+log_selector = +8bitmime +tls_peerdn +smtp_connection +smtp_incomplete_transaction +pipelining
 acl_smtp_rcpt = acl_check_rcpt
 host_lookup =
 rfc1413_hosts =

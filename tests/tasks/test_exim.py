@@ -118,6 +118,9 @@ def test_every_template_goes_through_exim_now_and_reserved_8bit_with_8bitmime_un
     received = [line for line in log.splitlines() if " <= " in line]
     assert len(received) == len(tasks)
     assert all("A=plain:mailer" in line and " X=TLS" in line for line in received)
+    # Exim's L: the client pipelined MAIL FROM, RCPT TO and DATA (RFC 2920); "L-" or "L.-": offered, not used.
+    # (A "." or "*" after it is about PIPE_CONNECT, which reservemail does not use.)
+    assert all(re.search(r" L[.*]? ", line) for line in received), received
     # Exim's M8S: 8 = the client said BODY=8BITMIME, 0 = it said nothing (7-bit DATA).
     assert [re.search(r" M8S=(\d)", line).group(1) for line in received] == ["0"] * 3 + ["8"] * 3
 
