@@ -122,7 +122,7 @@ def _bump(row: Notification, now_ts: float) -> None:
 def _save(row: Notification, payload: dict[str, Any], now_ts: float) -> None:
     _set(row, payload, now_ts)
     row.save(update_fields=["payload", "timestamp"])
-    _written.put(row._state.db or DEFAULT_DB_ALIAS, row.pk, row.timestamp, row.payload)
+    _written.put(DEFAULT_DB_ALIAS, row.pk, row.timestamp, row.payload)
 
 
 def merge_notification(*, owner_id: int, name: str, data: Any) -> Notification:
@@ -226,7 +226,7 @@ class _WrittenPayloads:
     entries kept, so a few long lists cannot grow a worker.
     """
 
-    MAX_ENTRIES = 20_000
+    MAX_ENTRIES = 10_000  # a few MB of entries at most; a burst of 100 owners keeps about 2,000
 
     def __init__(self) -> None:
         self._rows: OrderedDict[tuple[str, int], tuple[float, dict[str, Any]]] = OrderedDict()

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from notifications.models import Notification
-from notifications.services import dismiss_entries, merge_notification, merge_notifications
+from notifications.services import _WrittenPayloads, dismiss_entries, merge_notification, merge_notifications
 
 pytestmark = pytest.mark.django_db
 
@@ -71,3 +71,17 @@ def test_the_one_row_merge_and_dismiss_keep_the_bulk_merge_right(user):
     merge_notifications(changes=[(user.pk, "task_progress", [entry(4)])])
     assert [e["task_id"] for e in data_of(user)] == [2, 3, 4]
     assert data_of(user)[0]["progress"] == 10
+
+
+def test_the_kept_payloads_are_bounded_oldest_used_first_out() -> None:
+    kept = _WrittenPayloads()
+    lists = {pk: {"data": [entry(i) for i in range(999)]} for pk in range(1, 12)}  # 1,000 each: room for 10
+    for pk, payload in lists.items():
+        kept.put("default", pk, float(pk), payload)
+        if pk == 2:
+            assert kept.get("default", 1, 1.0) is lists[1]  # used: no longer the oldest
+    assert kept.get("default", 2, 2.0) is None  # the least recently used went first
+    assert kept.get("default", 1, 1.0) is lists[1]
+    assert kept.get("default", 11, 11.0) is lists[11]
+    assert kept.get("default", 11, 12.0) is None  # another timestamp: not this payload
+    assert sum(kept.get("default", pk, float(pk)) is not None for pk in lists) == 10
