@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
 
@@ -39,48 +40,66 @@ def _locked_row(owner_id: int, name: str) -> Notification:
     PostgreSQL: SELECT ... FOR UPDATE; a concurrent first insert loses on the unique constraint
     and then locks the winner's row. SQLite: the IMMEDIATE transaction already holds the write lock.
     """
-    row = _select_locked(owner_id, name)
-    if row is not None:
-        return row
+    key = (owner_id, name)
+    found = _locked_rows({key})
+    if key in found:
+        return found[key]
     try:
         with transaction.atomic():
             return Notification.objects.create(owner_id=owner_id, name=name)
     except IntegrityError:
         # Another writer created it first; lock theirs.
-        return Notification.objects.select_for_update().get(owner_id=owner_id, name=name)
+        return _locked_rows({key})[key]
+
+
+@dataclass(frozen=True)
+class _Sql:
+    """The quoted table and column names of Notification for one database, and its lock clause."""
+
+    table: str
+    pk: str
+    owner: str
+    name: str
+    payload: str
+    timestamp: str
+    for_update: str
+
+    def lock(self, owners: int, names: int) -> str:
+        """Lock the rows of ``owners`` x ``names`` (placeholders), reading keys and timestamps only."""
+        where = f"{self.owner} IN ({_marks(owners)}) AND {self.name} IN ({_marks(names)})"
+        columns = f"{self.pk}, {self.owner}, {self.name}, {self.timestamp}"
+        return f"SELECT {columns} FROM {self.table} WHERE {where} ORDER BY {self.pk}{self.for_update}"  # noqa: S608 - model names, bound values
+
+    def payloads(self, count: int) -> str:
+        return f"SELECT {self.pk}, {self.payload} FROM {self.table} WHERE {self.pk} IN ({_marks(count)})"  # noqa: S608 - model names, bound values
+
+    def update(self) -> str:
+        return f"UPDATE {self.table} SET {self.payload} = %s, {self.timestamp} = %s WHERE {self.pk} = %s"  # noqa: S608 - model names, bound values
+
+
+def _marks(count: int) -> str:
+    return ", ".join(["%s"] * count)
 
 
 @lru_cache(maxsize=4)
-def _statements(alias: str) -> tuple[str, str]:
-    """The locked read and the write of one row in plain SQL for database ``alias``, built once.
+def _sql(alias: str) -> _Sql:
+    """Notification's statements in plain SQL for database ``alias``.
 
     Why: every reservation merges into its owner's list, and the ORM spent more time building
     these statements than the database spent running them (measured).
     """
     conn = connections[alias]
     meta = Notification._meta
-    quote = conn.ops.quote_name
-    column = {field.name: quote(field.column) for field in meta.concrete_fields}
-    table, pk, payload, stamp = quote(meta.db_table), column["id"], column["payload"], column["timestamp"]
-    select = f"SELECT {pk}, {payload}, {stamp} FROM {table} WHERE {column['owner']} = %s AND {column['name']} = %s"  # noqa: S608 - model names, bound values
-    if conn.features.has_select_for_update:
-        select += " FOR UPDATE"
-    update = f"UPDATE {table} SET {payload} = %s, {stamp} = %s WHERE {pk} = %s"  # noqa: S608 - model names, bound values
-    return select, update
-
-
-def _select_locked(owner_id: int, name: str) -> Notification | None:
-    """SELECT ... FOR UPDATE of one row; ``created_at`` is left deferred."""
-    conn = connections[DEFAULT_DB_ALIAS]
-    with conn.cursor() as cursor:
-        cursor.execute(_statements(conn.alias)[0], [owner_id, name])
-        found = cursor.fetchone()
-    if found is None:
-        return None
-    pk, raw_payload, timestamp = found
-    payload = _PAYLOAD.from_db_value(raw_payload, None, conn)  # type: ignore[arg-type]
-    fields = ["id", "owner_id", "name", "payload", "timestamp"]
-    return Notification.from_db(conn.alias, fields, [pk, owner_id, name, payload, timestamp])
+    column = {field.name: conn.ops.quote_name(field.column) for field in meta.concrete_fields}
+    return _Sql(
+        table=conn.ops.quote_name(meta.db_table),
+        pk=column["id"],
+        owner=column["owner"],
+        name=column["name"],
+        payload=column["payload"],
+        timestamp=column["timestamp"],
+        for_update=" FOR UPDATE" if conn.features.has_select_for_update else "",
+    )
 
 
 def _checked(name: str, data: Any) -> Any:
@@ -122,7 +141,7 @@ def _bump(row: Notification, now_ts: float) -> None:
 def _save(row: Notification, payload: dict[str, Any], now_ts: float) -> None:
     _set(row, payload, now_ts)
     row.save(update_fields=["payload", "timestamp"])
-    _written.put(DEFAULT_DB_ALIAS, row.pk, row.timestamp, row.payload)
+    _written.put(row.pk, row.timestamp, row.payload)
 
 
 def merge_notification(*, owner_id: int, name: str, data: Any) -> Notification:
@@ -191,21 +210,22 @@ def merge_notifications(*, changes: list[tuple[int, str, Any]]) -> None:
 def _locked_rows(keys: set[tuple[int, str]]) -> dict[tuple[int, str], Notification]:
     """The existing rows of ``keys`` ((owner_id, name) pairs), locked for this transaction, in pk order.
 
-    A row's payload is read from the database only if this process did not write it last (see
-    _WrittenPayloads): the lock is taken by reading the keys and timestamps alone.
+    The one locked read of this module, for one row or many. A row's payload is read from the
+    database only if this process did not write it last (see _WrittenPayloads): the lock is taken
+    by reading the keys and timestamps alone. ``created_at`` is left deferred.
     """
     conn = connections[DEFAULT_DB_ALIAS]
-    stamps = (
-        Notification.objects.select_for_update()
-        .filter(owner_id__in={owner_id for owner_id, _ in keys}, name__in={name for _, name in keys})
-        .order_by("pk")
-        .values_list("pk", "owner_id", "name", "timestamp")
-    )
-    found = [row for row in stamps if (row[1], row[2]) in keys]
-    payloads = {pk: _written.get(conn.alias, pk, timestamp) for pk, _, _, timestamp in found}
-    unknown = [pk for pk, payload in payloads.items() if payload is None]
-    if unknown:
-        payloads.update(Notification.objects.filter(pk__in=unknown).values_list("pk", "payload"))
+    sql = _sql(conn.alias)
+    owners = sorted({owner_id for owner_id, _ in keys})
+    names = sorted({name for _, name in keys})
+    with conn.cursor() as cursor:
+        cursor.execute(sql.lock(len(owners), len(names)), [*owners, *names])
+        found = [row for row in cursor.fetchall() if (row[1], row[2]) in keys]
+        payloads = {pk: _written.get(pk, timestamp) for pk, _, _, timestamp in found}
+        unknown = [pk for pk, payload in payloads.items() if payload is None]
+        if unknown:
+            cursor.execute(sql.payloads(len(unknown)), unknown)
+            payloads.update((pk, _PAYLOAD.from_db_value(raw, None, conn)) for pk, raw in cursor.fetchall())  # type: ignore[arg-type]
     fields = ["id", "owner_id", "name", "payload", "timestamp"]
     return {
         (owner_id, name): Notification.from_db(conn.alias, fields, [pk, owner_id, name, payloads[pk], timestamp])
@@ -229,24 +249,24 @@ class _WrittenPayloads:
     MAX_ENTRIES = 10_000  # a few MB of entries at most; a burst of 100 owners keeps about 2,000
 
     def __init__(self) -> None:
-        self._rows: OrderedDict[tuple[str, int], tuple[float, dict[str, Any]]] = OrderedDict()
+        self._rows: OrderedDict[int, tuple[float, dict[str, Any]]] = OrderedDict()
         self._entries = 0
         self._lock = threading.Lock()  # the web server merges from several threads
 
-    def get(self, alias: str, pk: int, timestamp: float) -> dict[str, Any] | None:
+    def get(self, pk: int, timestamp: float) -> dict[str, Any] | None:
         with self._lock:
-            kept = self._rows.get((alias, pk))
+            kept = self._rows.get(pk)
             if kept is None or kept[0] != timestamp:
                 return None
-            self._rows.move_to_end((alias, pk))
+            self._rows.move_to_end(pk)
             return kept[1]
 
-    def put(self, alias: str, pk: int, timestamp: float, payload: dict[str, Any]) -> None:
+    def put(self, pk: int, timestamp: float, payload: dict[str, Any]) -> None:
         with self._lock:
-            previous = self._rows.pop((alias, pk), None)
+            previous = self._rows.pop(pk, None)
             if previous is not None:
                 self._entries -= self._size(previous[1])
-            self._rows[(alias, pk)] = (timestamp, payload)
+            self._rows[pk] = (timestamp, payload)
             self._entries += self._size(payload)
             while self._entries > self.MAX_ENTRIES and len(self._rows) > 1:
                 _, (_, oldest) = self._rows.popitem(last=False)
@@ -268,7 +288,7 @@ def _save_all(rows: list[Notification]) -> None:
     cost ~90 ms of Python per call (measured), against a few ms for the plain statements.
     """
     conn = connections[DEFAULT_DB_ALIAS]
-    sql = _statements(conn.alias)[1]
+    sql = _sql(conn.alias).update()
     params = [(_PAYLOAD.get_db_prep_save(row.payload, conn), row.timestamp, row.pk) for row in rows]
     with conn.cursor() as cursor:
         if len(params) == 1:  # one merge: a plain execute (also what query logs show as an UPDATE)
@@ -276,4 +296,4 @@ def _save_all(rows: list[Notification]) -> None:
         else:
             cursor.executemany(sql, params)
     for row in rows:
-        _written.put(conn.alias, row.pk, row.timestamp, row.payload)
+        _written.put(row.pk, row.timestamp, row.payload)

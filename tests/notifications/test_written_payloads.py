@@ -77,11 +77,24 @@ def test_the_kept_payloads_are_bounded_oldest_used_first_out() -> None:
     kept = _WrittenPayloads()
     lists = {pk: {"data": [entry(i) for i in range(999)]} for pk in range(1, 12)}  # 1,000 each: room for 10
     for pk, payload in lists.items():
-        kept.put("default", pk, float(pk), payload)
+        kept.put(pk, float(pk), payload)
         if pk == 2:
-            assert kept.get("default", 1, 1.0) is lists[1]  # used: no longer the oldest
-    assert kept.get("default", 2, 2.0) is None  # the least recently used went first
-    assert kept.get("default", 1, 1.0) is lists[1]
-    assert kept.get("default", 11, 11.0) is lists[11]
-    assert kept.get("default", 11, 12.0) is None  # another timestamp: not this payload
-    assert sum(kept.get("default", pk, float(pk)) is not None for pk in lists) == 10
+            assert kept.get(1, 1.0) is lists[1]  # used: no longer the oldest
+    assert kept.get(2, 2.0) is None  # the least recently used went first
+    assert kept.get(1, 1.0) is lists[1]
+    assert kept.get(11, 11.0) is lists[11]
+    assert kept.get(11, 12.0) is None  # another timestamp: not this payload
+    assert sum(kept.get(pk, float(pk)) is not None for pk in lists) == 10
+
+
+def test_the_one_row_merge_reads_the_payload_only_when_another_writer_changed_it(user):
+    merge_notification(owner_id=user.pk, name="task_reserve", data=entry(1, "reserved"))
+    with CaptureQueriesContext(connection) as queries:
+        merge_notification(owner_id=user.pk, name="task_reserve", data=entry(2, "reserved"))
+    assert payload_reads(queries) == []
+    row = Notification.objects.get(owner=user, name="task_reserve")
+    Notification.objects.filter(pk=row.pk).update(payload={"data": [entry(9, "reserved")]}, timestamp=row.timestamp + 1)
+    with CaptureQueriesContext(connection) as queries:
+        merge_notification(owner_id=user.pk, name="task_reserve", data=entry(3, "reserved"))
+    assert len(payload_reads(queries)) == 1
+    assert [e["task_id"] for e in data_of(user, "task_reserve")] == [9, 3]
