@@ -141,7 +141,7 @@ def _bump(row: Notification, now_ts: float) -> None:
 def _save(row: Notification, payload: dict[str, Any], now_ts: float) -> None:
     _set(row, payload, now_ts)
     row.save(update_fields=["payload", "timestamp"])
-    _written.put(row.pk, row.timestamp, row.payload)
+    _keep_when_committed([row])
 
 
 def merge_notification(*, owner_id: int, name: str, data: Any) -> Notification:
@@ -234,16 +234,18 @@ def _locked_rows(keys: set[tuple[int, str]]) -> dict[tuple[int, str], Notificati
 
 
 class _WrittenPayloads:
-    """The payloads this process wrote last, by row, each with the timestamp it was written under.
+    """The payloads this process wrote and committed last, by row, each with the timestamp it was written under.
 
     Why: a worker merges the entries of every task it finishes into its owners' lists, and decoding
     those lists again from the database was most of the merge's cost (a tenth of a worker's CPU
-    per mail in a burst, measured with py-spy). Every write of a row bumps its timestamp to a value
-    it never had before (_bump, under the row's lock), and only this module writes these rows; so
-    a row whose timestamp is the one this process wrote still holds the payload it wrote. A write
-    that was rolled back left the old timestamp, which does not match, and is read again. Kept
-    payloads are never mutated (the merge builds new lists and entries). Bounded by the number of
-    entries kept, so a few long lists cannot grow a worker.
+    per mail in a burst, measured with py-spy). Only this module writes these rows, each write
+    under the row's lock and to a timestamp later than the row's last (_bump). So a committed
+    (row, timestamp) pair names one payload for good, and a row that still carries the timestamp
+    this process committed still holds the payload it wrote. Only committed writes are kept
+    (_keep_when_committed): a rolled-back write's timestamp may be written later by another
+    process with another payload (both computed "last + 1e-6" when the stored stamp was ahead of
+    their clocks). Kept payloads are never mutated (the merge builds new lists and entries).
+    Bounded by the number of entries kept, so a few long lists cannot grow a worker.
     """
 
     MAX_ENTRIES = 10_000  # a few MB of entries at most; a burst of 100 owners keeps about 2,000
@@ -260,6 +262,10 @@ class _WrittenPayloads:
                 return None
             self._rows.move_to_end(pk)
             return kept[1]
+
+    def put_many(self, written: list[tuple[int, float, dict[str, Any]]]) -> None:
+        for pk, timestamp, payload in written:
+            self.put(pk, timestamp, payload)
 
     def put(self, pk: int, timestamp: float, payload: dict[str, Any]) -> None:
         with self._lock:
@@ -295,5 +301,10 @@ def _save_all(rows: list[Notification]) -> None:
             cursor.execute(sql, params[0])
         else:
             cursor.executemany(sql, params)
-    for row in rows:
-        _written.put(row.pk, row.timestamp, row.payload)
+    _keep_when_committed(rows)
+
+
+def _keep_when_committed(rows: list[Notification]) -> None:
+    """Keep the rows' new payloads once their transaction commits (see _WrittenPayloads)."""
+    written = [(row.pk, row.timestamp, row.payload) for row in rows]
+    transaction.on_commit(lambda: _written.put_many(written), using=DEFAULT_DB_ALIAS)

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from notifications.models import Notification
 from notifications.services import _WrittenPayloads, dismiss_entries, merge_notification, merge_notifications
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # the kept payloads are those of committed writes
 
 
 def data_of(user, name="task_progress"):  # noqa: ANN001, ANN201
@@ -56,10 +56,15 @@ def test_a_rolled_back_merge_is_not_taken_for_the_rows_content(user):
     merge_notifications(changes=[(user.pk, "task_progress", [entry(1)])])
     with pytest.raises(RuntimeError), transaction.atomic():
         merge_notifications(changes=[(user.pk, "task_progress", [entry(5)])])
+        raised_to = Notification.objects.get(owner=user, name="task_progress").timestamp
         raise RuntimeError("the caller's transaction fails after the merge")
     assert data_of(user) == [entry(1)]
+    # Another process commits under the very timestamp the rolled-back merge had computed (both
+    # took "last + 1e-6" because the stored stamp was ahead of their clocks): still read again.
+    row = Notification.objects.get(owner=user, name="task_progress")
+    Notification.objects.filter(pk=row.pk).update(payload={"data": [entry(1), entry(9)]}, timestamp=raised_to)
     merge_notifications(changes=[(user.pk, "task_progress", [entry(2)])])
-    assert data_of(user) == [entry(1), entry(2)]
+    assert data_of(user) == [entry(1), entry(9), entry(2)]
 
 
 def test_the_one_row_merge_and_dismiss_keep_the_bulk_merge_right(user):
