@@ -31,12 +31,21 @@ def text_depth(text: str) -> int:
     return deepest
 
 
+def shallow(text: str) -> bool:
+    """Whether ``[`` and ``{`` nest at most PREVIEW_PARSE_DEPTH deep in JSON text ``text``.
+
+    Text with no more brackets than that (most contexts) cannot nest deeper, and skips the scan:
+    a worker reads the stored context of every task it claims.
+    """
+    return text.count("[") + text.count("{") <= PREVIEW_PARSE_DEPTH or text_depth(text) <= PREVIEW_PARSE_DEPTH
+
+
 def preview_json(text: str | None, limit: int = PREVIEW_CHARS) -> str:
     """Stored JSON text as indented JSON when it is shallow and short enough, else as stored; cut at ``limit``."""
     if not text:
         return ""
     shown = text
-    if len(text) <= PREVIEW_PARSE_CHARS and text_depth(text) <= PREVIEW_PARSE_DEPTH:
+    if len(text) <= PREVIEW_PARSE_CHARS and shallow(text):
         try:
             shown = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
         except ValueError:
@@ -48,7 +57,7 @@ def preview_json(text: str | None, limit: int = PREVIEW_CHARS) -> str:
 
 def read_stored(text: str | None) -> object:
     """Stored JSON text decoded when it is shallow enough to decode safely (any length), else None."""
-    if not text or text_depth(text) > PREVIEW_PARSE_DEPTH:
+    if not text or not shallow(text):
         return None
     try:
         return json.loads(text)

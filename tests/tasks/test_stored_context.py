@@ -8,7 +8,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tasks import services
-from tasks.display import preview_json, text_depth
+from tasks.display import preview_json, read_stored, shallow, text_depth
 from tasks.exceptions import ReservationError
 from tasks.models import Task
 from tests.tasks.input_cases import deep_json
@@ -75,6 +75,14 @@ def test_preview_is_bounded_and_pretty_when_it_can_be():
     assert len(preview_json('"' + "x" * 100_000 + '"')) < 2100
     assert preview_json("") == "" and preview_json(None) == ""
     assert text_depth('{"a": "[[[{{{", "b": [1, [2]]}') == 3
+
+
+def test_the_depth_limit_holds_with_and_without_the_bracket_count():
+    wide = json.dumps({"items": [{"n": i} for i in range(50)]})  # 52 brackets, 3 deep: scanned, decoded
+    assert shallow(wide) and read_stored(wide) == json.loads(wide)
+    assert shallow(deep_json(16)) and not shallow(deep_json(17))  # few brackets, at and over the limit
+    assert read_stored(deep_json(17)) is None and read_stored(deep_json(16)) is not None
+    assert shallow('{"a": "' + "[" * 40 + '"}') is True  # brackets inside a string do not nest
 
 
 @pytest.mark.parametrize("text", ODD_CONTEXTS.values(), ids=ODD_CONTEXTS.keys())
