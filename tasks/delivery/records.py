@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import cast
 
 from django.db import connection, transaction
-from django.db.models import Field
 from django.utils import timezone
 
+from tasks.delivery.sql import columns
 from tasks.models import RUN_FENCE_INDEX, Delivery, Task
 
 D = Delivery.Status
@@ -42,17 +41,12 @@ class Record:
     error: str = ""
 
 
-def _columns(model: type, *names: str) -> list[str]:
-    quote = connection.ops.quote_name
-    return [quote(cast(Field, model._meta.get_field(name)).column) for name in names]  # type: ignore[attr-defined]
-
-
 @lru_cache(maxsize=4)
 def _mark_sql(vendor: str) -> str:
     quote = connection.ops.quote_name
     delivery, task = quote(Delivery._meta.db_table), quote(Task._meta.db_table)
-    pk, status, token, task_id = _columns(Delivery, "id", "status", "lease_token", "task")
-    t_pk, t_status, t_attempts = _columns(Task, "id", "status", "attempts")
+    pk, status, token, task_id = columns(Delivery, "id", "status", "lease_token", "task")
+    t_pk, t_status, t_attempts = columns(Task, "id", "status", "attempts")
     # SQLite would read the task's row by its rowid, and status and attempts lie behind the recipients'
     # overflow pages there (O(recipients) per check); the covering index answers without the row.
     # PostgreSQL keeps a big value out of line (TOAST) and reads the row as it is.
@@ -67,7 +61,7 @@ def _mark_sql(vendor: str) -> str:
 @lru_cache(maxsize=8)
 def _record_sql(vendor: str, keep_lease: bool) -> str:
     quote = connection.ops.quote_name
-    pk, status, error, sent_at, token, until = _columns(
+    pk, status, error, sent_at, token, until = columns(
         Delivery, "id", "status", "error", "sent_at", "lease_token", "lease_until"
     )
     table = quote(Delivery._meta.db_table)

@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from tasks import scheduler, transitions
 from tasks.delivery import records
-from tasks.delivery.claim import Slice, claim_slice, due_backlog
+from tasks.delivery.claim import Slice, claim_slice
+from tasks.delivery.lease import due_backlog
 from tasks.delivery.policy import (
     IDLE_PAUSE,
     JOB_SECONDS,
