@@ -4,7 +4,8 @@ One claim is one transaction. It moves the job's own task and due reservations t
 (tasks.transitions), creates their deliveries with Message-IDs fixed, and leases up to ``limit``
 open deliveries to a fresh token for ``lease_seconds()``: first recipients of tasks already
 running that nobody holds (a big task shared by several workers, or a slice whose lease ran out
-because its worker froze or died), then those of the tasks just claimed. The content a slice
+because its worker froze or died), then those of the tasks just claimed (the lease's statements:
+tasks.delivery.lease). The content a slice
 sends is read right after the claim commits: an edit that committed before the claim is what
 goes out, and none commits after it (a RUNNING task is not edited). Reading after the commit
 keeps SQLite's one write lock free for the other workers' per-recipient commits (measured: a
