@@ -12,6 +12,7 @@ from tasks import scheduler, services, transitions
 from tasks.exceptions import QueueUnavailableError, ReservationError, TaskNotFoundError, TaskStateError
 from tasks.mail import MailSpec
 from tasks.models import Delivery, Task
+from tests.callbacks import queue_calls
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +37,7 @@ def test_reserve_task_creates_row_and_schedules_job_released_before_due(
     due = timezone.now().replace(microsecond=400_000) + timedelta(minutes=10)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         task = services.reserve_task(owner=user, scheduled_at=due, mail=MAIL, description="June news")
-    assert len(callbacks) == 1
+    assert len(queue_calls(callbacks)) == 1
     task.refresh_from_db()
     assert (task.status, task.reserved_at, task.failed, task.queue) == ("reserved", due, False, "high")
     assert task.recipients == ["a@example.com", "b@example.com"]
@@ -56,7 +57,7 @@ def test_reserve_task_invalid_input_writes_nothing(user, redis_conn, django_capt
         services.reserve_task(
             owner=user, scheduled_at=timezone.now() + timedelta(seconds=5), mail=MAIL, description="x"
         )
-    assert callbacks == []
+    assert queue_calls(callbacks) == []
     assert Task.objects.count() == 0
     assert redis_conn.keys("rq:job:*") == []
 
@@ -120,7 +121,7 @@ def test_cancel_reserve_on_canceled_task_is_a_conflict_and_changes_nothing(user,
         services.cancel_reserve(owner=user, task_id=task.pk)
     assert caught.value.code == "task_canceled"
     assert Task.objects.values("ended_at", "log").get(pk=task.pk) == before
-    assert callbacks == []
+    assert queue_calls(callbacks) == []
 
 
 def test_cancel_reserve_of_other_user_is_not_found(user, other_user, django_capture_on_commit_callbacks):
