@@ -17,7 +17,6 @@ from tasks.delivery.claim import claim_slice
 from tasks.exceptions import QuotaExceededError
 from tasks.mail import MailSpec
 from tasks.models import Task
-from tests.callbacks import queue_calls
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +58,7 @@ def test_create_series_refuses_a_bad_rule_and_writes_nothing(user, django_captur
     with django_capture_on_commit_callbacks() as callbacks, pytest.raises(RuleError) as caught:
         make(user, "FREQ=DAILY;BYSETPOS=1")
     assert "BYSETPOS is not supported" in str(caught.value)
-    assert not Series.objects.exists() and not Task.objects.exists() and queue_calls(callbacks) == []
+    assert not Series.objects.exists() and not Task.objects.exists() and callbacks == []
 
 
 def test_create_series_whose_rule_has_ended_is_refused(user):
