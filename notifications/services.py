@@ -210,7 +210,8 @@ def merge_notifications(*, changes: list[tuple[int, str, Any]]) -> None:
 def _locked_rows(keys: set[tuple[int, str]]) -> dict[tuple[int, str], Notification]:
     """The existing rows of ``keys`` ((owner_id, name) pairs), locked for this transaction, in pk order.
 
-    The one locked read of this module, for one row or many. A row's payload is read from the
+    The locked read of both merges, for one row or many (dismiss_entries still locks through the
+    ORM and reads every payload). A row's payload is read from the
     database only if this process did not write it last (see _WrittenPayloads): the lock is taken
     by reading the keys and timestamps alone. ``created_at`` is left deferred.
     """
