@@ -25,6 +25,7 @@ from notifications.payload import (
     stamp_ended,
     validate_payload,
 )
+from reservemail.sql import columns, marks, table
 
 _PAYLOAD: JSONField = Notification._meta.get_field("payload")  # type: ignore[assignment]
 
@@ -66,19 +67,15 @@ class _Sql:
 
     def lock(self, owners: int, names: int) -> str:
         """Lock the rows of ``owners`` x ``names`` (placeholders), reading keys and timestamps only."""
-        where = f"{self.owner} IN ({_marks(owners)}) AND {self.name} IN ({_marks(names)})"
+        where = f"{self.owner} IN ({marks(owners)}) AND {self.name} IN ({marks(names)})"
         columns = f"{self.pk}, {self.owner}, {self.name}, {self.timestamp}"
         return f"SELECT {columns} FROM {self.table} WHERE {where} ORDER BY {self.pk}{self.for_update}"  # noqa: S608 - model names, bound values
 
     def payloads(self, count: int) -> str:
-        return f"SELECT {self.pk}, {self.payload} FROM {self.table} WHERE {self.pk} IN ({_marks(count)})"  # noqa: S608 - model names, bound values
+        return f"SELECT {self.pk}, {self.payload} FROM {self.table} WHERE {self.pk} IN ({marks(count)})"  # noqa: S608 - model names, bound values
 
     def update(self) -> str:
         return f"UPDATE {self.table} SET {self.payload} = %s, {self.timestamp} = %s WHERE {self.pk} = %s"  # noqa: S608 - model names, bound values
-
-
-def _marks(count: int) -> str:
-    return ", ".join(["%s"] * count)
 
 
 @lru_cache(maxsize=4)
@@ -89,17 +86,11 @@ def _sql(alias: str) -> _Sql:
     these statements than the database spent running them (measured).
     """
     conn = connections[alias]
-    meta = Notification._meta
-    column = {field.name: conn.ops.quote_name(field.column) for field in meta.concrete_fields}
-    return _Sql(
-        table=conn.ops.quote_name(meta.db_table),
-        pk=column["id"],
-        owner=column["owner"],
-        name=column["name"],
-        payload=column["payload"],
-        timestamp=column["timestamp"],
-        for_update=" FOR UPDATE" if conn.features.has_select_for_update else "",
+    pk, owner, name, payload, timestamp = columns(
+        Notification, "id", "owner", "name", "payload", "timestamp", conn=conn
     )
+    lock = " FOR UPDATE" if conn.features.has_select_for_update else ""
+    return _Sql(table(Notification, conn), pk, owner, name, payload, timestamp, lock)
 
 
 def _checked(name: str, data: Any) -> Any:
@@ -172,8 +163,8 @@ def dismiss_entries(*, owner_id: int, task_ids: Iterable[int]) -> int:
     wanted = {int(task_id) for task_id in task_ids}
     now_ts = timezone.now().timestamp()
     removed = 0
-    rows = Notification.objects.select_for_update().filter(owner_id=owner_id, name__in=sorted(LIST_KINDS))
-    for row in rows.order_by("name"):
+    rows = _locked_rows({(owner_id, name) for name in LIST_KINDS})
+    for row in rows.values():
         current: list[Entry] = list(row.payload.get("data") or [])
         kept = drop_ended(current, wanted)
         if len(kept) != len(current):
@@ -210,10 +201,9 @@ def merge_notifications(*, changes: list[tuple[int, str, Any]]) -> None:
 def _locked_rows(keys: set[tuple[int, str]]) -> dict[tuple[int, str], Notification]:
     """The existing rows of ``keys`` ((owner_id, name) pairs), locked for this transaction, in pk order.
 
-    The locked read of both merges, for one row or many (dismiss_entries still locks through the
-    ORM and reads every payload). A row's payload is read from the
-    database only if this process did not write it last (see _WrittenPayloads): the lock is taken
-    by reading the keys and timestamps alone. ``created_at`` is left deferred.
+    The locked read of the merges (one row or many) and of dismiss_entries. A row's payload is
+    read from the database only if this process did not write it last (see _WrittenPayloads):
+    the lock is taken by reading the keys and timestamps alone. ``created_at`` is left deferred.
     """
     conn = connections[DEFAULT_DB_ALIAS]
     sql = _sql(conn.alias)

@@ -82,13 +82,15 @@ def claim_slice(*, own_task_id: int | None, now: datetime, limit: int, others: b
             recipients += _start_claimed(chunk.claimed, occurrences)
         leased = lease(token=chunk.token, until=until, now=now, count=limit, only=chunk.claimed) if chunk.claimed else 0
         if others or not chunk.claimed:
-            leased += lease(token=chunk.token, until=until, now=now, count=limit // 2 - leased)  # started work first
+            asked = limit // 2 - leased  # started work first
+            found = lease(token=chunk.token, until=until, now=now, count=asked)
+            leased += found
             fresh = transitions.claim_due(now=now, limit=limit - leased, exclude=chunk.claimed)
             if fresh:
                 recipients += _start_claimed(fresh, occurrences)
                 chunk.claimed.extend(fresh)
                 leased += lease(token=chunk.token, until=until, now=now, count=limit - leased, only=fresh)
-            if leased < limit:
+            if leased < limit and found >= asked:  # a short first look found every free recipient of started work
                 leased += lease(token=chunk.token, until=until, now=now, count=limit - leased)
         if occurrences:  # an occurrence of a series being sent: its following one is reserved now
             upkeep.advance_claimed(occurrences=occurrences, now=now)

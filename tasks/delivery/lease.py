@@ -17,8 +17,8 @@ from functools import lru_cache
 from django.conf import settings
 from django.db import connection
 
+from reservemail.sql import columns, marks, table
 from tasks.delivery.policy import backlog_cap
-from tasks.delivery.sql import columns, marks, table
 from tasks.models import OPEN_DELIVERY, Delivery, Task
 
 RUNNING = Task.Status.RUNNING.value
@@ -103,11 +103,12 @@ def due_backlog(*, now: datetime) -> int:
     cap = int(backlog_cap())
     grace = now - timedelta(minutes=settings.MISSED_GRACE_MINUTES)
     adapt = connection.ops.adapt_datetimefield_value
+    at = adapt(now)
     due = f"{names.t_due} >= %s AND {names.t_due} <= %s AND {names.t_status} = %s"
     reserved = f"SELECT 1 FROM {names.task} WHERE {due} LIMIT {cap}"  # noqa: S608 - model names, bound values
     waiting = f"SELECT 1 FROM {_free(names, 0)} LIMIT {cap}"  # noqa: S608 - model names, bound values
     count = f"SELECT (SELECT COUNT(*) FROM ({reserved}) AS reserved) + (SELECT COUNT(*) FROM ({waiting}) AS waiting)"  # noqa: S608 - model names, bound values
     with connection.cursor() as cursor:
-        cursor.execute(count, [adapt(grace), adapt(now), Task.Status.RESERVED.value, adapt(now), *OPEN, RUNNING])
+        cursor.execute(count, [adapt(grace), at, Task.Status.RESERVED.value, at, *OPEN, RUNNING])
         (total,) = cursor.fetchone()
     return int(total)

@@ -16,7 +16,7 @@ from functools import lru_cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tasks.delivery.sql import columns
+from reservemail.sql import columns, table
 from tasks.models import RUN_FENCE_INDEX, Delivery, Task
 
 D = Delivery.Status
@@ -44,7 +44,7 @@ class Record:
 @lru_cache(maxsize=4)
 def _mark_sql(vendor: str) -> str:
     quote = connection.ops.quote_name
-    delivery, task = quote(Delivery._meta.db_table), quote(Task._meta.db_table)
+    delivery, task = table(Delivery), table(Task)
     pk, status, token, task_id = columns(Delivery, "id", "status", "lease_token", "task")
     t_pk, t_status, t_attempts = columns(Task, "id", "status", "attempts")
     # SQLite would read the task's row by its rowid, and status and attempts lie behind the recipients'
@@ -60,11 +60,9 @@ def _mark_sql(vendor: str) -> str:
 
 @lru_cache(maxsize=8)
 def _record_sql(vendor: str, keep_lease: bool) -> str:
-    quote = connection.ops.quote_name
     pk, status, error, sent_at, token, until = columns(
         Delivery, "id", "status", "error", "sent_at", "lease_token", "lease_until"
     )
-    table = quote(Delivery._meta.db_table)
     # Not fenced by the lease: a message that went out is recorded as sent by whoever sent it, so a
     # worker that took the recipient over finds it settled and does not send it again. A transient
     # failure (back to PENDING) keeps its lease: its task stays RUNNING until the sender hands it
@@ -72,7 +70,7 @@ def _record_sql(vendor: str, keep_lease: bool) -> str:
     # under the same attempt. tasks.transitions.hand_back drops the lease together with the task's move.
     lease = "" if keep_lease else f", {token} = '', {until} = NULL"
     return (
-        f"UPDATE {table} SET {status} = %s, {error} = %s, {sent_at} = %s{lease} "  # noqa: S608
+        f"UPDATE {table(Delivery)} SET {status} = %s, {error} = %s, {sent_at} = %s{lease} "  # noqa: S608
         f"WHERE {pk} = %s AND {status} IN (%s, %s)"
     )
 
