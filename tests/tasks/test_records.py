@@ -1,0 +1,121 @@
+"""The send loop's per-recipient writes (tasks.delivery.records): outcomes and the ownership check, in one go.
+
+Run on SQLite and on PostgreSQL (bin/test-pg); on PostgreSQL they are one statement (data-modifying WITH).
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from tasks.delivery import records
+from tasks.delivery.claim import Slice, claim_slice
+from tasks.models import Delivery, Task
+
+pytestmark = pytest.mark.django_db
+
+D = Delivery.Status
+
+
+@pytest.fixture
+def chunk(user) -> Slice:
+    """One RUNNING task of four recipients, claimed and leased to one slice."""
+    Task.objects.create(
+        owner=user,
+        status="reserved",
+        reserved_at=timezone.now() - timedelta(seconds=1),
+        queue="high",
+        template="welcome",
+        context={"name": "Ann"},
+        recipients=[f"r{i}@example.com" for i in range(4)],
+    )
+    claimed = claim_slice(own_task_id=None, now=timezone.now(), limit=10)
+    assert len(claimed.work) == 4
+    return claimed
+
+
+def claim(chunk: Slice, i: int, **changes) -> records.Claim:
+    work = chunk.work[i]
+    fields = {
+        "delivery_id": work.delivery_id,
+        "task_id": work.task_id,
+        "attempt": chunk.tasks[work.task_id].attempts,
+        "token": chunk.token,
+    }
+    return records.Claim(**{**fields, **changes})
+
+
+def row(chunk: Slice, i: int) -> Delivery:
+    return Delivery.objects.get(pk=chunk.work[i].delivery_id)
+
+
+def test_an_outcome_and_the_next_check_go_together(chunk):
+    assert records.settle_and_mark([], claim(chunk, 0)) is True
+    assert row(chunk, 0).status == D.SENDING
+    assert records.settle_and_mark([records.Record(chunk.work[0].delivery_id, D.SENT)], claim(chunk, 1)) is True
+    sent, sending = row(chunk, 0), row(chunk, 1)
+    assert (sent.status, sent.error, sent.lease_token, sent.lease_until) == (D.SENT, "", "", None)
+    assert sent.sent_at is not None and abs(sent.sent_at - timezone.now()) < timedelta(seconds=30)
+    assert (sending.status, sending.lease_token) == (D.SENDING, chunk.token)
+
+
+def test_each_outcome_is_written_as_it_should_be_and_no_check_means_false(chunk):
+    for i in range(4):
+        assert records.settle_and_mark([], claim(chunk, i)) is True
+    outcomes = [
+        records.Record(chunk.work[0].delivery_id, D.FAILED, "550 no such user"),
+        records.Record(chunk.work[1].delivery_id, D.PENDING, "421 try again later"),
+        records.Record(chunk.work[2].delivery_id, D.SUPPRESSED),
+        records.Record(chunk.work[3].delivery_id, D.SENT),
+    ]
+    assert records.settle_and_mark(outcomes, None) is False
+    failed, again, suppressed, sent = (row(chunk, i) for i in range(4))
+    assert (failed.status, failed.error, failed.sent_at, failed.lease_token) == (D.FAILED, "550 no such user", None, "")
+    # A transient failure keeps its lease: the task stays RUNNING until its sender hands it back.
+    assert (again.status, again.error, again.sent_at) == (D.PENDING, "421 try again later", None)
+    assert (again.lease_token, again.lease_until is not None) == (chunk.token, True)
+    assert suppressed.status == D.SUPPRESSED and suppressed.sent_at is not None and suppressed.lease_token == ""
+    assert sent.status == D.SENT and sent.sent_at is not None
+
+
+def test_an_outcome_never_overwrites_a_settled_recipient(chunk):
+    Delivery.objects.filter(pk=chunk.work[0].delivery_id).update(status=D.CANCELED, lease_token="", lease_until=None)
+    assert records.settle_and_mark([records.Record(chunk.work[0].delivery_id, D.SENT)], None) is False
+    assert (row(chunk, 0).status, row(chunk, 0).sent_at) == (D.CANCELED, None)
+
+
+@pytest.mark.parametrize(
+    "lose",
+    [
+        pytest.param(lambda chunk, task: Task.objects.filter(pk=task).update(status="canceled"), id="task stopped"),
+        pytest.param(lambda chunk, task: Task.objects.filter(pk=task).update(attempts=9), id="another attempt"),
+        pytest.param(
+            lambda chunk, task: Delivery.objects.filter(lease_token=chunk.token).update(lease_token="theirs"),
+            id="lease taken over",
+        ),
+        pytest.param(
+            lambda chunk, task: Delivery.objects.filter(pk=chunk.work[1].delivery_id).update(status=D.CANCELED),
+            id="recipient canceled",
+        ),
+    ],
+)
+def test_a_lost_check_takes_nothing_and_the_outcome_still_lands(chunk, lose):
+    assert records.settle_and_mark([], claim(chunk, 0)) is True
+    lose(chunk, chunk.work[0].task_id)
+    assert records.settle_and_mark([records.Record(chunk.work[0].delivery_id, D.SENT)], claim(chunk, 1)) is False
+    assert row(chunk, 0).status == D.SENT  # it went out: recorded whoever holds the task now
+    assert row(chunk, 1).status != D.SENDING
+
+
+def test_the_check_is_one_statement_on_postgresql(chunk):
+    outcome = records.Record(chunk.work[0].delivery_id, D.SENT)
+    assert records.settle_and_mark([], claim(chunk, 0)) is True
+    with CaptureQueriesContext(connection) as queries:
+        assert records.settle_and_mark([outcome], claim(chunk, 1)) is True
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith(("WITH", "UPDATE"))]
+    if connection.vendor == "postgresql":
+        assert len(queries.captured_queries) == 1 and writes[0].startswith("WITH settled_0 AS (UPDATE")
+    else:
+        assert len(writes) == 2  # the outcome, then the check, in one transaction
