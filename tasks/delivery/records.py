@@ -122,8 +122,7 @@ def _in_one_statement(recorded: list[tuple[str, Params]], claim: Claim | None) -
     one snapshot and always to completion; they touch other rows than the check (the recipients
     settled before this one), and the check keeps its WHERE and its row lock as in the SQLite path.
     """
-    names = [f"settled_{i}" for i in range(len(recorded))]
-    head = ", ".join(f"{name} AS ({sql})" for name, (sql, _) in zip(names, recorded, strict=True))
+    head = ", ".join(f"settled_{i} AS ({sql})" for i, (sql, _) in enumerate(recorded))
     main = _mark_sql(connection.vendor) if claim is not None else "SELECT 1"
     params = [param for _, statement_params in recorded for param in statement_params]
     params += _mark_params(claim) if claim is not None else []
