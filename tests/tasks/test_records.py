@@ -13,6 +13,7 @@ from django.utils import timezone
 from tasks.delivery import records
 from tasks.delivery.claim import Slice, claim_slice
 from tasks.models import Delivery, Task
+from tests.tasks.test_delivery import make_reserved
 
 pytestmark = pytest.mark.django_db
 
@@ -22,15 +23,7 @@ D = Delivery.Status
 @pytest.fixture
 def chunk(user) -> Slice:
     """One RUNNING task of four recipients, claimed and leased to one slice."""
-    Task.objects.create(
-        owner=user,
-        status="reserved",
-        reserved_at=timezone.now() - timedelta(seconds=1),
-        queue="high",
-        template="welcome",
-        context={"name": "Ann"},
-        recipients=[f"r{i}@example.com" for i in range(4)],
-    )
+    make_reserved(user, 1, recipients=[f"r{i}@example.com" for i in range(4)])
     claimed = claim_slice(own_task_id=None, now=timezone.now(), limit=10)
     assert len(claimed.work) == 4
     return claimed
