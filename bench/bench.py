@@ -48,6 +48,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="the database the workers and the mail scenarios use (postgres: a throw-away cluster, as in production)",
     )
     parser.add_argument(
+        "--sink",
+        choices=("per-connection", "one-thread"),
+        default="per-connection",
+        help="the SMTP sink: a process per connection, as Postfix and Exim serve (default), or one event loop for all",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=3, help="runs of the ceiling, burst, reserve, big (max 2) rows; best shown"
     )
     args = parser.parse_args(argv)
@@ -144,7 +150,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     info = {"date": datetime.now(tz=UTC).isoformat(timespec="seconds"), "machine": machine(), "argv": sys.argv[1:]}
     (tmp / "redis").mkdir()
     redis = RedisServer(profile="everysec", directory=str(tmp / "redis")).start()
-    sink = Sink(tmp)
+    sink = Sink(tmp, mode=args.sink)
     procs_to_stop: list[Any] = [redis, sink]
     service_rows: list[svc.ServiceRow] = []
     try:
@@ -153,7 +159,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             pg = Postgres(tmp / "pg-main").start()
             procs_to_stop.append(pg)
             env.update({"DATABASE_URL": pg.url, "DB_CONN_MAX_AGE": "60"})
-        info["database"] = args.database
+        info["database"], info["sink"] = args.database, args.sink
         sink.start(env)
         svc.migrate(env)
         os.environ.update(env)

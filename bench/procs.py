@@ -34,6 +34,7 @@ class Sink:
 
     directory: Path
     port: int = field(default_factory=free_port)
+    mode: str = "per-connection"  # or "one-thread": bench/sink.py
     proc: subprocess.Popen | None = None
     offset: int = 0
 
@@ -44,6 +45,7 @@ class Sink:
     def start(self, env: dict[str, str]) -> Sink:
         self.path.touch()
         args = [sys.executable, "-m", "bench.sink", str(self.port), str(self.path)]
+        args += ["--one-thread"] if self.mode == "one-thread" else []
         self.proc = _popen(args, env=env, log=self.directory / "sink.out")
         wait_until(self._listening, timeout=20, what="SMTP sink to listen")
         return self

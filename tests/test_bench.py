@@ -1,11 +1,14 @@
 """Smoke test of the benchmark (bench/run): it runs end to end at n=50. Figures are not judged."""
 
 import json
+import os
+import smtplib
 import subprocess
 import sys
 
 import pytest
 
+from bench.procs import Sink, descendants
 from tests.harness import ROOT
 
 pytestmark = [pytest.mark.e2e]
@@ -38,3 +41,28 @@ def test_benchmark_runs_small_and_loses_nothing(tmp_path):
     assert {"reserve-sqlite-100", "reserve-sqlite-1", "poll", "api"} <= kinds
     assert len(result["targets"]) >= 9
     assert "| scenario | n | mails/s |" in done.stdout
+
+
+@pytest.mark.parametrize("mode", ["per-connection", "one-thread"])
+def test_sink_records_messages_of_two_open_connections(tmp_path, mode):
+    """Two clients at once (as two workers): both recorded; per connection, each served by a child process."""
+    sink = Sink(tmp_path, mode=mode).start(dict(os.environ))
+    try:
+        clients = [smtplib.SMTP("127.0.0.1", sink.port, timeout=10) for _ in range(2)]
+        for i, client in enumerate(clients):
+            client.ehlo()
+            assert client.has_extn("pipelining")
+            client.sendmail("from@bench.example", [f"to-{i}@bench.example"], f"Message-ID: <m{i}@x>\r\n\r\nhi\r\n")
+        assert sink.proc is not None
+        served_by = len(descendants(sink.proc.pid)) - 1
+        assert served_by == (2 if mode == "per-connection" else 0)
+        for client in clients:
+            client.quit()
+        arrivals = sink.wait_for(2, timeout=10, idle=5)
+        assert sorted((a.message_id, a.rcpts) for a in arrivals) == [
+            ("<m0@x>", ["to-0@bench.example"]),
+            ("<m1@x>", ["to-1@bench.example"]),
+        ]
+    finally:
+        sink.stop()
+    assert sink.proc.poll() is not None
