@@ -3,8 +3,9 @@
 These run once or twice per mail at close to the SMTP limit, so they are plain SQL built once per
 process (the ORM spends several times a statement's own time building these UPDATEs; measured
 ~550 us against ~100 us per recipient on a loaded 2-core machine). One transaction records the
-previous recipient's outcome and checks ownership of the next, so a mail costs one commit (on
-PostgreSQL one statement, see _in_one_statement).
+previous recipient's outcome, checks that the recipient whose text waits is still ours, and checks
+ownership of the next, so a mail costs one commit (on PostgreSQL one statement, see
+_in_one_statement).
 """
 
 from __future__ import annotations
@@ -33,6 +34,27 @@ class Claim:
     task_id: int
     attempt: int
     token: str
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A recipient whose message the relay has accepted for DATA and whose text is not written yet.
+
+    Checked before the text goes out: still leased to this slice and still being sent. A takeover
+    (another lease) or a hand-back (tasks.transitions) that committed first fails it, and the text
+    is never written; a stop leaves it, and the message goes out as the stop counted it.
+    """
+
+    delivery_id: int
+    token: str
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What settle_and_mark found: the claimed recipient taken for sending, the held one still ours."""
+
+    marked: bool = False
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,17 @@ def _record_sql(vendor: str, keep_lease: bool) -> str:
     )
 
 
+@lru_cache(maxsize=4)
+def _hold_sql(vendor: str) -> str:
+    pk, status, token = columns(Delivery, "id", "status", "lease_token")
+    lock = " FOR UPDATE" if vendor == "postgresql" else ""  # SQLite: the transaction holds the write lock
+    return f"SELECT 1 FROM {table(Delivery)} WHERE {pk} = %s AND {token} = %s AND {status} = %s{lock}"  # noqa: S608
+
+
+def _hold_params(hold: Hold) -> Params:
+    return [hold.delivery_id, hold.token, D.SENDING.value]
+
+
 def _mark_params(claim: Claim) -> Params:
     params: Params = [D.SENDING.value, claim.delivery_id, claim.token, D.PENDING.value, D.SENDING.value]
     return params + [claim.task_id, claim.task_id, Task.Status.RUNNING.value, claim.attempt]
@@ -93,42 +126,59 @@ def _record_statements(records: Sequence[Record], now: datetime) -> list[tuple[s
     return statements
 
 
-def settle_and_mark(records: Sequence[Record], claim: Claim | None) -> bool:
-    """Record ``records`` and, if ``claim`` is given, take that recipient for sending; one transaction.
+def settle_and_mark(records: Sequence[Record], claim: Claim | None, hold: Hold | None = None) -> Checked:
+    """Record ``records``, check ``hold`` is still ours, and take ``claim``'s recipient for sending; one transaction.
 
     The ownership check is one conditional statement: the delivery is still leased by us, not yet
     settled, and its task is RUNNING under our attempt. A cancel, stop or takeover that committed
-    first makes it match nothing (False: do not send); one that commits after sees ``sending``.
+    first makes it match nothing (``marked`` False: do not send); one that commits after sees
+    ``sending``. ``held`` says whether the held recipient's text may still be written (see Hold).
     """
-    if not records and claim is None:
-        return False
+    if not records and claim is None and hold is None:
+        return Checked()
     recorded = _record_statements(records, timezone.now())
     if connection.vendor == "postgresql":
-        return _in_one_statement(recorded, claim)
+        return _in_one_statement(recorded, claim, hold)
     with transaction.atomic(), connection.cursor() as cursor:
         for sql, params in recorded:
             cursor.execute(sql, params)
+        held = False
+        if hold is not None:
+            cursor.execute(_hold_sql(connection.vendor), _hold_params(hold))
+            held = cursor.fetchone() is not None
         if claim is None:
-            return False
+            return Checked(held=held)
         cursor.execute(_mark_sql(connection.vendor), _mark_params(claim))
-        return bool(cursor.rowcount)
+        return Checked(marked=bool(cursor.rowcount), held=held)
 
 
-def _in_one_statement(recorded: list[tuple[str, Params]], claim: Claim | None) -> bool:
-    """PostgreSQL: the records as data-modifying WITH queries of the ownership check, one statement.
+def _in_one_statement(recorded: list[tuple[str, Params]], claim: Claim | None, hold: Hold | None) -> Checked:
+    """PostgreSQL: the records, the hold's check and the ownership check as WITH queries of one statement.
 
     A statement outside a transaction block commits by itself: one round trip to the server per
-    mail instead of four (BEGIN, the two UPDATEs, COMMIT). The WITH queries and the check run on
-    one snapshot and always to completion; they touch other rows than the check (the recipients
-    settled before this one), and the check keeps its WHERE and its row lock as in the SQLite path.
+    mail instead of five (BEGIN, the UPDATEs and the check, COMMIT). The WITH queries run on one
+    snapshot and always to completion; the records touch other rows than the checks (the
+    recipients settled before these), and the ownership check keeps its WHERE and its row lock as
+    in the SQLite path; the hold's check locks its row, so a takeover committing meanwhile is seen.
     """
-    head = ", ".join(f"settled_{i} AS ({sql})" for i, (sql, _) in enumerate(recorded))
-    main = _mark_sql(connection.vendor) if claim is not None else "SELECT 1"
-    params = [param for _, statement_params in recorded for param in statement_params]
-    params += _mark_params(claim) if claim is not None else []
+    parts = [(f"settled_{i}", sql, params) for i, (sql, params) in enumerate(recorded)]
+    found = []
+    if hold is not None:
+        parts.append(("held", _hold_sql(connection.vendor), _hold_params(hold)))
+        found.append("(SELECT COUNT(*) FROM held)")
+    else:
+        found.append("0")
+    if claim is not None:
+        parts.append(("marked", _mark_sql(connection.vendor) + " RETURNING 1", _mark_params(claim)))
+        found.append("(SELECT COUNT(*) FROM marked)")
+    else:
+        found.append("0")
+    head = ", ".join(f"{name} AS ({sql})" for name, sql, _ in parts)
+    params = [param for _, _, part_params in parts for param in part_params]
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH {head} {main}" if head else main, params)
-        return claim is not None and bool(cursor.rowcount)
+        cursor.execute(f"WITH {head} SELECT {', '.join(found)}", params)
+        held, marked = cursor.fetchone()
+    return Checked(marked=bool(marked), held=bool(held))
 
 
 def renew(*, token: str, until: datetime) -> int:

@@ -6,8 +6,10 @@ one conditional statement marks that recipient ``sending``,
 only while its task is RUNNING under the slice's attempt and the recipient is still leased to this
 slice (tasks.delivery.records.settle_and_mark). A cancel, stop, edit or takeover that commits
 first makes it match nothing, and this worker sends nothing more of that task; one that commits
-after sees the message going out. The next message is rendered and encoded while the relay
-answers the current one (tasks.smtp.Outbox: the transaction pauses at each wait for the relay);
+after sees the message going out. The relay gets one write per mail: the previous message's text
+and the next message's commands (tasks.smtp.Outbox). The text is written only after the same
+transaction has checked that its recipient is still leased here, so a worker that was frozen and
+taken over writes nothing more. The next message is rendered and encoded while the relay answers;
 each outcome is recorded in the transaction that checks the next one.
 """
 
@@ -35,7 +37,7 @@ from tasks.mail import describe, is_permanent, render_message, template_meta
 from tasks.models import SETTLED_DELIVERY, Delivery, Task
 from tasks.notify import notify_many
 from tasks.recipients import Recipient
-from tasks.smtp import Outbox, session
+from tasks.smtp import NotReleased, Outbox, session
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,10 @@ D = Delivery.Status
 
 class TransientSendError(Exception):
     """A 4xx answer or a broken connection: the task is handed back for a retry."""
+
+
+class NotOurs(Exception):
+    """The held message's recipient was taken over or handed back before its text was written."""
 
 
 @dataclass
@@ -84,7 +90,7 @@ class SliceSender:
 
     def run(self) -> SliceResult:
         suppressed = suppressed_deliveries(self.chunk)
-        with session, Outbox(session, settle=self._settled) as outbox:
+        with session, Outbox(session, settle=self._settled, on_wait=self._record_settled) as outbox:
             for work in self.chunk.work:
                 task = self.chunk.tasks[work.task_id]
                 if self.result.done_with(task.pk):
@@ -96,15 +102,22 @@ class SliceSender:
                     continue
                 message = self._render(work, task)
                 wire = outbox.encode(message) if message is not None else None
-                outbox.flush()
-                if wire is None or not self._advance(work, task):
+                outbox.collect()
+                if wire is None:
                     continue
-                outbox.start(work, wire)
-        self._advance(None, None)
+                if self._advance(outbox, work, task):
+                    outbox.start(work, wire)
+            outbox.collect()
+            self._advance(outbox, None, None)  # the last held text, if still ours
+        self._advance(None, None, None)  # the last outcomes
         return self.result
 
-    def _advance(self, work: Work | None, task: Task | None) -> bool:
-        """Record what has settled, hand back tasks that failed transiently, and take ``work`` if still ours."""
+    def _advance(self, outbox: Outbox | None, work: Work | None, task: Task | None) -> bool:
+        """Record what has settled, hand back tasks that failed transiently, and take ``work`` if still ours.
+
+        The held message's text (``outbox.holding``) is written only if its recipient is still
+        leased to this slice and its task is not being handed back; else it is dropped unwritten.
+        """
         pending, self._records = self._records, []
         transient = [task_id for task_id in self.result.transient if task_id not in self.result.stopped]
         claim = None
@@ -112,17 +125,36 @@ class SliceSender:
             claim = records.Claim(
                 delivery_id=work.delivery_id, task_id=task.pk, attempt=task.attempts, token=self.chunk.token
             )
-        ok = records.settle_and_mark(pending, claim)
+        held: Work | None = outbox.holding if outbox is not None else None
+        if outbox is not None and held is not None and held.task_id in self.result.transient:
+            outbox.drop(NotOurs(f"task_id={held.task_id} is handed back"))
+            held = None
+        hold = records.Hold(delivery_id=held.delivery_id, token=self.chunk.token) if held is not None else None
+        checked = records.settle_and_mark(pending, claim, hold)
+        if outbox is not None and held is not None and not checked.held:
+            logger.info("recipient taken over before its text was sent, task_id=%s", held.task_id)
+            outbox.drop(NotOurs(f"delivery_id={held.delivery_id} is no longer leased here"))
+            self.result.stopped.add(held.task_id)
         for task_id in transient:
             self.result.stopped.add(task_id)  # handed back once, here
             self.on_transient(self.chunk.tasks[task_id], self.result.transient[task_id])
-        if claim is not None and not ok:
+        if claim is not None and not checked.marked:
             logger.info("ownership lost, sending no more of task_id=%s in this slice", claim.task_id)
             self.result.stopped.add(claim.task_id)
-        return ok
+        if outbox is not None and not checked.marked:
+            outbox.release()  # the held text (if any) goes alone: no next message to write with it
+        return checked.marked
+
+    def _record_settled(self) -> None:
+        """The relay is slow to answer the next commands: record the outcomes known so far before waiting."""
+        pending, self._records = self._records, []
+        if pending:
+            records.settle_and_mark(pending, None)
 
     def _settled(self, work: Work, error: BaseException | None) -> None:
         """The Outbox's callback: one recipient's SMTP outcome, recorded in the next transaction."""
+        if isinstance(error, (NotOurs, NotReleased)):
+            return  # nothing written: whoever holds the recipient now records it
         if error is None:
             self._records.append(records.Record(work.delivery_id, D.SENT))
             self.result.sent += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from functools import lru_cache
 from typing import Any
 
@@ -27,7 +27,7 @@ from tasks import scheduler
 from tasks.mail import SmtpUtf8Unsupported, describe
 from tasks.relay import is_relay_refused
 from tasks.smtp.encoding import Envelope, _envelope, _for_relay
-from tasks.smtp.transaction import Sending, transaction_steps
+from tasks.smtp.transaction import ReadHook, Sending, transaction_steps
 
 # One logger for the package, named as before the split: log records keep logger "tasks.smtp".
 logger = logging.getLogger("tasks.smtp")
@@ -57,13 +57,17 @@ class MailSession:
         self._opened = isinstance(backend, SmtpBackend)
         return backend
 
-    def backend(self) -> BaseEmailBackend:
-        """The open backend: a connection idle too long is closed and one idle a while checked first."""
+    def backend(self, *, busy: bool = False) -> BaseEmailBackend:
+        """The open backend: a connection idle too long is closed and one idle a while checked first.
+
+        ``busy``: a message is half sent on the connection (tasks.smtp.Outbox holds its text), so
+        it is not idle, whatever the time since the last send; a NOOP now would be read as text.
+        """
         if self._backend is None and self._refused is not None:
             error, at = self._refused
             if time.monotonic() - at < REFUSAL_HOLD_OFF:
                 raise error
-        if self._backend is not None:
+        if self._backend is not None and not busy:
             idle = time.monotonic() - self._used_at
             if idle > float(settings.EMAIL_IDLE_SECONDS) or (
                 idle > float(settings.EMAIL_NOOP_SECONDS) and not self._answers()
@@ -89,44 +93,65 @@ class MailSession:
         self.close()
         return True
 
-    def encode(self, message: EmailMessage, midway: Callable[[], None] | None = None) -> EmailMessage | Envelope:
+    def encode(self, message: EmailMessage) -> EmailMessage | Envelope:
         """The message as it goes on the wire, for SMTP (other backends take the message itself).
 
-        Done while the previous message waits for the relay: ``midway`` (the Outbox's step) is
-        called half way through (tasks.smtp.encoding.encode). A message that cannot be encoded is
+        Done while the previous message waits for the relay. A message that cannot be encoded is
         returned as it is; prepare() raises its error.
         """
         if not _smtp_configured():
             return message
         try:
-            return _envelope(message, midway)
+            return _envelope(message)
         except Exception:  # noqa: BLE001 - prepare() encodes again and reports the error as the send's
             return message
 
-    def prepare(self, item: EmailMessage | Envelope) -> Sending:
+    def prepare(
+        self,
+        item: EmailMessage | Envelope,
+        *,
+        queued_after: bool = False,
+        before_read: ReadHook | None = None,
+        busy: bool = False,
+    ) -> Sending:
         """Return ``item``'s send, not yet begun.
 
         For SMTP the message is encoded already (see encode()), and the send is only the wire
-        work: one mail transaction, pipelined where the relay allows, which pauses at each wait
-        for the relay (tasks.smtp.transaction). Other backends (file, locmem, console) send in
-        one step. Opening a connection that fails raises here.
+        work: one mail transaction, pipelined where the relay allows, in steps that each end at a
+        write to the wire (tasks.smtp.transaction, which gets ``queued_after`` and ``before_read``).
+        Other backends (file, locmem, console) send in one step. ``busy``: see backend(). Opening a
+        connection that fails raises here.
         """
-        backend = self.backend()
+        backend = self.backend(busy=busy)
+        self._used_at = time.monotonic()  # in use from here: the next message's check must not NOOP it
         if isinstance(backend, SmtpBackend) and backend.connection is not None:
             envelope = item if isinstance(item, Envelope) else _envelope(item)  # raises an encoding error
             wire = backend.connection
             data, options = _for_relay(envelope, wire)
-            return Sending(transaction_steps(wire, envelope.sender, envelope.recipients, data, options))
+            steps = transaction_steps(
+                wire,
+                envelope.sender,
+                envelope.recipients,
+                data,
+                options,
+                queued_after=queued_after,
+                before_read=before_read,
+            )
+            return Sending(steps, wire)
         message = item.message if isinstance(item, Envelope) else item
         return Sending(_deliver(backend, message))
 
-    def sent(self, error: BaseException | None) -> None:
+    def sent(self, error: BaseException | None, *, keep_open: bool = False) -> None:
         """Account for a finished send: keep the connection, or drop it after ``error``.
 
-        A relay refusal is recorded for health; the first send through a new connection clears it.
+        ``keep_open``: the relay refused the message's text but kept the session, and the next
+        transaction's commands are on the wire already (tasks.smtp.Outbox). A relay refusal is
+        recorded for health; the first send through a new connection clears it.
         """
         if isinstance(error, SmtpUtf8Unsupported):
             return  # refused before the wire: the connection is as good as it was
+        if error is not None and keep_open and not is_relay_refused(error):
+            return
         if error is not None:
             self.close()
             if is_relay_refused(error):
@@ -191,7 +216,7 @@ def _smtp_configured() -> bool:
     return _smtp_backend_class(settings.EMAIL_BACKEND)
 
 
-def _deliver(backend: BaseEmailBackend, message: EmailMessage) -> Generator[None, None, None]:
+def _deliver(backend: BaseEmailBackend, message: EmailMessage) -> Generator[bytes, None, None]:
     """A non-SMTP backend's send: one step."""
     if not backend.send_messages([message]):
         raise RuntimeError("the mail backend accepted nothing")

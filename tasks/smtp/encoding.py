@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import secrets
 import smtplib
-from collections.abc import Callable
 from dataclasses import dataclass
 from email import charset as email_charset
 from email.generator import BytesGenerator
@@ -43,21 +42,21 @@ class Envelope:
     utf8: bool = False
 
 
-def _envelope(message: EmailMessage, midway: Callable[[], None] | None = None) -> Envelope:
+def _envelope(message: EmailMessage) -> Envelope:
     encoding = message.encoding or settings.DEFAULT_CHARSET
     if _needs_smtputf8(message):
         return Envelope(
             message=message,
             sender=_utf8_envelope_address(message.from_email, encoding),
             recipients=[_utf8_envelope_address(address, encoding) for address in message.recipients()],
-            data=encode(message, utf8=True, midway=midway),
+            data=encode(message, utf8=True),
             utf8=True,
         )
     return Envelope(
         message=message,
         sender=_sender(message.from_email, encoding),
         recipients=[_sanitize(address, encoding) for address in message.recipients()],
-        data=encode(message, midway=midway),
+        data=encode(message),
     )
 
 
@@ -82,9 +81,7 @@ def _utf8_envelope_address(value: str, encoding: str) -> str:
     return f"{local}@{domain.encode('idna').decode('ascii')}"
 
 
-def encode(
-    message: EmailMessage, *, seven_bit: bool = False, utf8: bool = False, midway: Callable[[], None] | None = None
-) -> bytes:
+def encode(message: EmailMessage, *, seven_bit: bool = False, utf8: bool = False) -> bytes:
     """The message as SMTP DATA, as Django's backend sends it, with each MIME boundary set here.
 
     Why: left unset, the email package draws a boundary and compiles a regular expression
@@ -92,8 +89,6 @@ def encode(
     A random 128-bit boundary cannot occur in a body by chance, and no body sees it before.
     ``seven_bit`` re-encodes 8-bit text parts as quoted-printable, for a relay without 8BITMIME.
     ``utf8`` writes the address headers that hold a UTF-8 local part as UTF-8 (RFC 6532), for SMTPUTF8.
-    ``midway`` is called between building the MIME tree and writing it out, about half way through
-    (the Outbox advances the message on the wire there).
     """
     mime = message.message()
     for part in mime.walk():
@@ -103,8 +98,6 @@ def encode(
             _to_quoted_printable(part)
     if utf8:
         _utf8_address_headers(mime, message)
-    if midway is not None:
-        midway()
     if mime.policy is not compat32:  # not the policy of Django's messages: written as Django writes it
         return mime.as_bytes(linesep="\r\n")
     out = BytesIO()

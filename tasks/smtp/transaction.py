@@ -12,23 +12,26 @@ exceptions (SMTPSenderRefused, SMTPRecipientsRefused, SMTPDataError) with the sa
 421 closing the connection, RSET after a refusal. A relay that does not announce PIPELINING (or
 EMAIL_PIPELINING=0) gets smtplib's sendmail itself.
 
-transaction_steps() is the same transaction cut at each wait for the relay: it pauses (yields)
-right after it has written to the wire, before it reads the replies. A worker renders and encodes
-its next message in those pauses, in its one thread, while the relay answers (tasks.smtp.Outbox).
+transaction_steps() is the same transaction cut at each wait for the relay: it yields the bytes
+it wants written and reads the replies to them when it is resumed. Whoever drives it writes them:
+send_transaction at once; the worker's Outbox (tasks.smtp.Outbox) puts the message of one
+transaction and the commands of the next into one write, and renders its next message while the
+relay answers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import select
 import smtplib
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import cast
 
 from django.conf import settings
 
 Refused = dict[str, tuple[int, bytes]]
-Steps = Generator[None, None, Refused]  # pauses after each write to the wire; returns the refused recipients
+Steps = Generator[bytes, None, Refused]  # yields what to write; reads its replies when resumed; returns the refused
 
 # Recipients above which a transaction is not pipelined. Why: the client writes the whole group
 # before it reads a reply; a group so long that the relay's replies fill our receive buffer while
@@ -43,59 +46,143 @@ def send_transaction(
     wire: smtplib.SMTP, sender: str, recipients: Sequence[str], data: bytes, mail_options: Sequence[str] = ()
 ) -> Refused:
     """Send ``data`` from ``sender`` to ``recipients``; return the recipients the relay refused (as sendmail does)."""
-    sending = Sending(transaction_steps(wire, sender, recipients, data, mail_options))
+    sending = Sending(transaction_steps(wire, sender, recipients, data, mail_options), wire)
     error = sending.finish()
     if error is not None:
         raise error
     return cast(Refused, sending.result)
 
 
-class Sending:
-    """One message's send, advanced a step at a time (each step ends at a wait for the relay) or to its end.
+class ReadHook:
+    """Runs ``action`` once, while armed, right before a read of the relay's replies would wait.
 
-    Its error, if any, is kept rather than raised: the caller classifies it (tasks.mail.is_permanent).
+    Why: the Outbox reads the verdict on one message and the replies to the next commands in one
+    go; when the relay is slow with the latter, the caller records the former before waiting.
     """
 
-    def __init__(self, steps: Generator[None, None, object]) -> None:
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action = action
+        self.armed = False
+
+    def before(self, wire: smtplib.SMTP) -> None:
+        if self.armed and _would_block(wire):
+            self.armed = False
+            self.action()
+
+
+def _would_block(wire: smtplib.SMTP | None) -> bool:
+    """Whether reading the next reply from ``wire`` would wait for the relay (nothing buffered, nothing arrived)."""
+    sock, file = getattr(wire, "sock", None), getattr(wire, "file", None)
+    if sock is None or file is None:
+        return False  # not connected, or nothing read yet: the read fails or is the first one
+    pending = getattr(sock, "pending", None)  # TLS: bytes decrypted already
+    if (pending is not None and pending()) or select.select([sock], [], [], 0)[0]:
+        return False
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        return not file.peek(1)  # what the reader buffered already; an empty socket returns at once
+    except OSError:
+        return True
+    finally:
+        sock.settimeout(timeout)
+
+
+class Sending:
+    """One message's send, advanced a step at a time, or to its end.
+
+    A step resumes the transaction: it reads the replies to what was written last and stops at the
+    next write, whose bytes it leaves in ``out`` for the caller to write (write(), or with other
+    bytes before them). Its error, if any, is kept rather than raised: the caller classifies it
+    (tasks.mail.is_permanent).
+    """
+
+    def __init__(self, steps: Generator[bytes, None, object], wire: smtplib.SMTP | None = None) -> None:
         self._steps = steps
+        self.wire = wire  # where ``out`` goes (None: a backend that sends in one step)
+        self.out: bytes | None = None  # written by the caller before the next step
         self.done = False
         self.error: BaseException | None = None
         self.result: object = None  # what the send returned (a transaction: the refused recipients)
 
     def step(self) -> None:
-        """Go on to the next wait for the relay (or the end)."""
+        """Read the replies to the last write and go on to the next write (its bytes in ``out``) or the end."""
         if self.done:
             return
         try:
-            next(self._steps)
+            self.out = next(self._steps)
         except StopIteration as end:
-            self.result, self.done = end.value, True
+            self.result, self.done, self.out = end.value, True, None
         except Exception as exc:  # noqa: BLE001 - handed to the caller, which classifies it
-            self.error, self.done = exc, True
+            self.fail(exc)
+
+    def write(self, prefix: bytes = b"") -> None:
+        """Write ``prefix`` (another message's bytes, already due) and ``out`` in one write to the wire."""
+        data, self.out = prefix + (self.out or b""), None
+        if self.wire is None or not data:
+            return
+        try:
+            self.wire.send(data)
+        except Exception as exc:  # noqa: BLE001 - smtplib closed the connection: this send failed
+            self.fail(exc)
+
+    def fail(self, error: BaseException) -> None:
+        """End this send with ``error`` (a broken connection, or the caller gave it up)."""
+        self._steps.close()
+        self.error, self.done, self.out = error, True, None
 
     def finish(self) -> BaseException | None:
-        """Go on to the end (each wait bounded by EMAIL_TIMEOUT); the error, if any."""
-        for _ in range(8):  # a transaction pauses twice at most
+        """Go on to the end, writing each step's bytes at once (each read bounded by EMAIL_TIMEOUT); the error."""
+        for _ in range(12):  # a transaction writes twice at most
             if self.done:
                 break
-            self.step()
+            if self.out is not None:
+                self.write()
+            else:
+                self.step()
         if not self.done:
-            self.error, self.done = RuntimeError("a mail transaction did not end"), True
+            self.fail(RuntimeError("a mail transaction did not end"))
         return self.error
 
 
 def transaction_steps(
-    wire: smtplib.SMTP, sender: str, recipients: Sequence[str], data: bytes, mail_options: Sequence[str] = ()
+    wire: smtplib.SMTP,
+    sender: str,
+    recipients: Sequence[str],
+    data: bytes,
+    mail_options: Sequence[str] = (),
+    *,
+    queued_after: bool = False,
+    before_read: ReadHook | None = None,
 ) -> Steps:
-    """send_transaction, pausing after each write to the wire until the caller advances it (next())."""
+    """send_transaction as steps: yields each write to the wire for the caller to make (see Sending).
+
+    ``queued_after``: the caller writes the next transaction's commands right after this message, so
+    a refused message is not followed by RSET (the relay ends a transaction with its verdict on the
+    message; an RSET would land after the queued commands and be read as the next message's text).
+    ``before_read`` runs before each read of a reply to the commands.
+    """
     wire.ehlo_or_helo_if_needed()
-    pipelining = settings.EMAIL_PIPELINING and wire.does_esmtp and wire.has_extn("pipelining")
-    if not pipelining or len(recipients) > PIPELINE_MAX_RECIPIENTS:
+    if not pipelines(wire) or len(recipients) > PIPELINE_MAX_RECIPIENTS:
         return wire.sendmail(sender, list(recipients), data, mail_options=list(mail_options))
-    return (yield from _pipelined(wire, sender, list(recipients), data, list(mail_options)))
+    return (yield from _pipelined(wire, sender, list(recipients), data, list(mail_options), queued_after, before_read))
 
 
-def _pipelined(wire: smtplib.SMTP, sender: str, recipients: list[str], data: bytes, mail_options: list[str]) -> Steps:
+def pipelines(wire: smtplib.SMTP) -> bool:
+    """Whether transactions on ``wire`` are pipelined (RFC 2920): announced by the relay and not turned off."""
+    wire.ehlo_or_helo_if_needed()
+    return bool(settings.EMAIL_PIPELINING and wire.does_esmtp and wire.has_extn("pipelining"))
+
+
+def _pipelined(  # noqa: PLR0913 - one transaction's parts
+    wire: smtplib.SMTP,
+    sender: str,
+    recipients: list[str],
+    data: bytes,
+    mail_options: list[str],
+    queued_after: bool,
+    before_read: ReadHook | None,
+) -> Steps:
     options = ([f"size={len(data)}"] if wire.has_extn("size") else []) + mail_options
     if any(option.lower() == "smtputf8" for option in options):
         if not wire.has_extn("smtputf8"):
@@ -106,23 +193,22 @@ def _pipelined(wire: smtplib.SMTP, sender: str, recipients: list[str], data: byt
     commands.append("DATA")
     if any("\r" in command or "\n" in command for command in commands):
         raise ValueError("command and arguments contain prohibited newline characters")
-    wire.send("".join(f"{command}\r\n" for command in commands))
-    yield  # the group is on the wire; its replies come while the caller works
+    yield "".join(f"{command}\r\n" for command in commands).encode(wire.command_encoding)  # one group
 
-    code, reply = wire.getreply()
+    code, reply = _reply(wire, before_read)
     if code == 421:
         wire.close()
         raise smtplib.SMTPSenderRefused(code, reply, sender)
     sender_refused = (code, reply) if code != 250 else None
     refused: Refused = {}
     for recipient in recipients:
-        code, reply = wire.getreply()
+        code, reply = _reply(wire, before_read)
         if code not in (250, 251):
             refused[recipient] = (code, reply)
         if code == 421:
             wire.close()
             raise _refusal(sender, sender_refused, refused)
-    data_code, data_reply = wire.getreply()
+    data_code, data_reply = _reply(wire, before_read)
 
     if sender_refused is not None or len(refused) == len(recipients):
         _end_empty_message(wire, data_code)
@@ -134,14 +220,20 @@ def _pipelined(wire: smtplib.SMTP, sender: str, recipients: list[str], data: byt
     body = _LEADING_DOT.sub(b"..", data)
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    wire.send(body + b".\r\n")
-    yield  # the message is on the wire; the relay's verdict comes while the caller works
+    yield body + b".\r\n"
 
     code, reply = wire.getreply()
     if code != 250:
-        _give_up(wire, code)
+        if code == 421 or not queued_after:
+            _give_up(wire, code)
         raise smtplib.SMTPDataError(code, reply)
     return refused
+
+
+def _reply(wire: smtplib.SMTP, before_read: ReadHook | None) -> tuple[int, bytes]:
+    if before_read is not None:
+        before_read.before(wire)
+    return wire.getreply()
 
 
 def _refusal(sender: str, sender_refused: tuple[int, bytes] | None, refused: Refused) -> smtplib.SMTPException:

@@ -91,8 +91,8 @@ def test_expired_lease_is_taken_over_and_the_old_holder_can_no_longer_send(user,
     assert [w.address for w in taker.work] == ["a@example.com", "b@example.com"]
     old = records.Claim(frozen.work[0].delivery_id, task.pk, frozen.tasks[task.pk].attempts, frozen.token)
     new = records.Claim(taker.work[0].delivery_id, task.pk, taker.tasks[task.pk].attempts, taker.token)
-    assert records.settle_and_mark([], old) is False
-    assert records.settle_and_mark([], new) is True
+    assert records.settle_and_mark([], old).marked is False
+    assert records.settle_and_mark([], new).marked is True
     assert Delivery.objects.get(pk=new.delivery_id).status == "sending"
 
 

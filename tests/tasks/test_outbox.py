@@ -1,4 +1,4 @@
-"""The Outbox: the next message is prepared while the relay answers the current one, never two on the wire."""
+"""The Outbox: one write per mail (a text and the next commands), the next mail prepared meanwhile, one on the wire."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from django.core import mail
 
 from tasks.mail import new_message_id, render_message
-from tasks.smtp import MailSession, Outbox
+from tasks.smtp import MailSession, NotReleased, Outbox
 from tests.harness import SmtpSink, free_port
 
 
@@ -37,8 +37,9 @@ def test_every_message_arrives_once_in_order_and_each_is_settled_before_the_next
 
     with Outbox(session, settle=settle) as outbox:
         for address in addresses:
-            # as the send loop does: encoding this one puts the previous one out, half way through
+            # as the send loop does: encode, read the replies to the last write, then write
             message = outbox.encode(_message(address)) if stepped else _message(address)
+            outbox.collect()
             outbox.start(address, message)
             # the one just started is on the wire (or done) but not settled yet
             if settled and settled[-1][0] == address:
@@ -50,37 +51,103 @@ def test_every_message_arrives_once_in_order_and_each_is_settled_before_the_next
     assert [r.rcpt_tos for r in smtp.received] == [[address] for address in addresses]
 
 
-def test_the_transaction_pauses_at_each_wait_for_the_relay_in_the_callers_thread(smtp) -> None:  # noqa: ANN001
+def test_a_message_is_held_after_its_commands_until_its_text_is_released_in_the_callers_thread(smtp) -> None:  # noqa: ANN001
     session = MailSession()
     settled: list[str] = []
     threads = threading.active_count()
     with Outbox(session, settle=lambda key, error: settled.append(key)) as outbox:
         outbox.start("a@example.com", _message("a@example.com"))
         # start() wrote MAIL FROM, RCPT TO and DATA and returned: the message itself is not out yet
-        assert settled == [] and smtp.received == []
-        outbox.step()  # the replies to that group are read and the message written
-        assert settled == []
-        outbox.flush()  # the relay's verdict on it
-        assert settled == ["a@example.com"]
+        assert settled == [] and smtp.received == [] and outbox.holding is None
+        outbox.collect()  # the replies to that group are read: the relay waits for the text
+        assert outbox.holding == "a@example.com" and settled == [] and smtp.received == []
+        outbox.release()  # the text goes out
+        outbox.collect()  # the relay's verdict on it
+        assert settled == ["a@example.com"] and outbox.holding is None
         assert threading.active_count() == threads  # no helper thread
     session.close()
     assert [r.rcpt_tos for r in smtp.received] == [["a@example.com"]]
 
 
-def test_encoding_the_next_message_puts_the_current_one_on_the_wire_half_way(smtp) -> None:  # noqa: ANN001
+def test_one_write_per_mail_the_held_text_goes_with_the_next_commands(smtp, monkeypatch) -> None:  # noqa: ANN001
+    writes: list[bytes] = []
+    real_send = smtplib.SMTP.send
+
+    def counting_send(self, data):  # noqa: ANN001, ANN202 - the real write, counted
+        writes.append(data if isinstance(data, bytes) else data.encode())
+        return real_send(self, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", counting_send)
     session = MailSession()
-    settled: list[str] = []
-    with Outbox(session, settle=lambda key, error: settled.append(key)) as outbox:
-        outbox.start("a@example.com", _message("a@example.com"))
-        assert smtp.received == []
-        outbox.encode(_message("b@example.com"))  # as the send loop does, while "a" waits for its replies
-        deadline = time.monotonic() + 10
-        while not smtp.received and time.monotonic() < deadline:  # "a" arrives with no further call
-            time.sleep(0.01)
-        assert [r.rcpt_tos for r in smtp.received] == [["a@example.com"]]
-        assert settled == []  # its verdict is read by the next start() or flush()
+    addresses = [f"w{i}@example.com" for i in range(10)]
+    with Outbox(session, settle=lambda key, error: None) as outbox:
+        for address in addresses:
+            wire = outbox.encode(_message(address))
+            outbox.collect()
+            outbox.start(address, wire)
+        mail_writes = [w for w in writes if not w.upper().startswith((b"EHLO", b"HELO"))]
+        assert len(mail_writes) == len(addresses)  # one per mail (the last text is still held)
+        writes.clear()  # from here: the last text alone
     session.close()
-    assert settled == ["a@example.com"]
+    assert [r.rcpt_tos for r in smtp.received] == [[address] for address in addresses]
+    assert len(writes) == 2 and writes[0].endswith(b"\r\n.\r\n")  # the last text, then QUIT
+    assert writes[1].upper().startswith(b"QUIT")
+
+
+def test_the_commands_and_the_previous_text_share_a_write(smtp, monkeypatch) -> None:  # noqa: ANN001
+    writes: list[bytes] = []
+    real_send = smtplib.SMTP.send
+
+    def counting_send(self, data):  # noqa: ANN001, ANN202 - the real write, counted
+        writes.append(data if isinstance(data, bytes) else data.encode())
+        return real_send(self, data)
+
+    session = MailSession()
+    with Outbox(session, settle=lambda key, error: None) as outbox:
+        outbox.start("a@example.com", _message("a@example.com"))
+        monkeypatch.setattr(smtplib.SMTP, "send", counting_send)
+        outbox.collect()
+        outbox.start("b@example.com", _message("b@example.com"))
+        assert len(writes) == 1
+        text_a, _, commands_b = writes[0].partition(b"\r\n.\r\n")
+        assert b"a@example.com" in text_a and commands_b.startswith(b"MAIL FROM:")
+        assert commands_b.endswith(b"DATA\r\n") and b"RCPT TO:<b@example.com>" in commands_b
+    session.close()
+    assert [r.rcpt_tos for r in smtp.received] == [["a@example.com"], ["b@example.com"]]
+
+
+def test_a_dropped_message_never_reaches_the_relay_and_the_next_goes_on_a_new_connection(smtp) -> None:  # noqa: ANN001
+    session = MailSession()
+    results: dict[str, BaseException | None] = {}
+    with Outbox(session, settle=results.__setitem__) as outbox:
+        outbox.start("a@example.com", _message("a@example.com"))
+        outbox.collect()
+        assert outbox.holding == "a@example.com"
+        outbox.drop(NotReleased("taken over"))
+        assert isinstance(results["a@example.com"], NotReleased) and outbox.holding is None
+        outbox.start("b@example.com", _message("b@example.com"))
+    session.close()
+    deadline = time.monotonic() + 5
+    while len(smtp.received) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [r.rcpt_tos for r in smtp.received] == [["b@example.com"]]  # the relay discarded a's half
+    assert results["b@example.com"] is None
+
+
+def test_a_refused_text_leaves_the_queued_commands_of_the_next_message_intact(smtp) -> None:  # noqa: ANN001
+    smtp.handler.fail_for["bad@example.com"] = ["554 content rejected"]
+    session = MailSession()
+    results: dict[str, BaseException | None] = {}
+    with Outbox(session, settle=results.__setitem__) as outbox:
+        for address in ("bad@example.com", "ok1@example.com", "ok2@example.com"):
+            wire = outbox.encode(_message(address))
+            outbox.collect()
+            outbox.start(address, wire)
+    session.close()
+    assert isinstance(results["bad@example.com"], smtplib.SMTPDataError)
+    assert results["bad@example.com"].smtp_code == 554
+    assert results["ok1@example.com"] is None and results["ok2@example.com"] is None
+    assert [r.rcpt_tos for r in smtp.received] == [["ok1@example.com"], ["ok2@example.com"]]
 
 
 def test_a_relay_without_pipelining_gets_each_message_sent_and_settled_by_start(settings) -> None:  # noqa: ANN001
@@ -140,14 +207,16 @@ def test_other_backends_send_in_the_callers_thread_and_settle_at_once(settings) 
     assert [m.to for m in mail.outbox] == [["a@example.com"]]
 
 
-def test_an_error_while_sending_still_settles_the_message_on_the_wire(smtp) -> None:  # noqa: ANN001
+def test_an_error_in_the_caller_settles_the_message_and_writes_no_text_it_did_not_release(smtp) -> None:  # noqa: ANN001
     session = MailSession()
-    settled: list[str] = []
-    with pytest.raises(RuntimeError), Outbox(session, settle=lambda key, error: settled.append(key)) as outbox:
+    settled: list[tuple[str, BaseException | None]] = []
+    with pytest.raises(RuntimeError), Outbox(session, settle=lambda key, error: settled.append((key, error))) as outbox:
         outbox.start("a@example.com", _message("a@example.com"))
         raise RuntimeError("the caller broke off")
     session.close()
-    assert settled == ["a@example.com"]
+    assert [key for key, _ in settled] == ["a@example.com"]
+    assert isinstance(settled[0][1], NotReleased)
+    assert smtp.received == []
 
 
 def test_with_overlap_off_smtp_sends_in_the_callers_thread(smtp, settings) -> None:  # noqa: ANN001
@@ -208,3 +277,36 @@ def test_encode_sets_fresh_boundaries_and_keeps_djangos_message() -> None:
     assert [p.get_payload(decode=True) for p in first.walk() if not p.is_multipart()] == [
         p.get_payload(decode=True) for p in reference.walk() if not p.is_multipart()
     ]
+
+
+def test_a_slow_answer_to_the_next_commands_lets_the_caller_record_the_verdict_before_waiting(smtp) -> None:  # noqa: ANN001
+    """A worker killed while the relay dawdles over the next RCPT must not leave a settled outcome unrecorded."""
+    smtp.handler.rcpt_delay_for["b@example.com"] = 0.5
+    session = MailSession()
+    settled: list[str] = []
+    waits: list[list[str]] = []
+    with Outbox(
+        session, settle=lambda key, error: settled.append(key), on_wait=lambda: waits.append(list(settled))
+    ) as outbox:
+        for address in ("a@example.com", "b@example.com", "c@example.com"):
+            wire = outbox.encode(_message(address))
+            outbox.collect()
+            outbox.start(address, wire)
+    session.close()
+    assert waits and waits[0] == ["a@example.com"]  # a's verdict was in, b's RCPT reply was not
+    assert settled == ["a@example.com", "b@example.com", "c@example.com"]
+
+
+def test_a_connection_with_a_held_text_is_never_checked_with_noop(smtp, settings) -> None:  # noqa: ANN001
+    """The relay is reading the held message's text: a NOOP then would be taken as text and never answered."""
+    settings.EMAIL_NOOP_SECONDS, settings.EMAIL_TIMEOUT = 0, 3  # every idle moment counts as long
+    session = MailSession()
+    results: dict[str, BaseException | None] = {}
+    with Outbox(session, settle=results.__setitem__) as outbox:
+        for address in ("a@example.com", "b@example.com", "c@example.com"):
+            wire = outbox.encode(_message(address))
+            outbox.collect()
+            outbox.start(address, wire)
+    session.close()
+    assert results == dict.fromkeys(("a@example.com", "b@example.com", "c@example.com"))
+    assert [r.rcpt_tos for r in smtp.received] == [["a@example.com"], ["b@example.com"], ["c@example.com"]]

@@ -144,7 +144,7 @@ def test_heartbeat_of_an_attempt_taken_over_stops_it(user, settings):
     assert transitions.claim_own(task_id=task.pk, now=timezone.now())  # another worker, attempt 2
     delivery = Delivery.objects.create(task_id=task.pk, address="a@example.com", message_id="<m@x>", lease_token="old")
     claim = records.Claim(delivery_id=delivery.pk, task_id=task.pk, attempt=frozen.attempts, token="old")
-    assert records.settle_and_mark([], claim) is False  # the frozen attempt's ownership check matches nothing
+    assert records.settle_and_mark([], claim).marked is False  # the frozen attempt's ownership check matches nothing
     assert Task.objects.get(pk=task.pk).attempts == 2
     assert Delivery.objects.get(pk=delivery.pk).status == "pending"
 

@@ -45,9 +45,9 @@ def row(chunk: Slice, i: int) -> Delivery:
 
 
 def test_an_outcome_and_the_next_check_go_together(chunk):
-    assert records.settle_and_mark([], claim(chunk, 0)) is True
+    assert records.settle_and_mark([], claim(chunk, 0)).marked is True
     assert row(chunk, 0).status == D.SENDING
-    assert records.settle_and_mark([records.Record(chunk.work[0].delivery_id, D.SENT)], claim(chunk, 1)) is True
+    assert records.settle_and_mark([records.Record(chunk.work[0].delivery_id, D.SENT)], claim(chunk, 1)).marked is True
     sent, sending = row(chunk, 0), row(chunk, 1)
     assert (sent.status, sent.error, sent.lease_token, sent.lease_until) == (D.SENT, "", "", None)
     assert sent.sent_at is not None and abs(sent.sent_at - timezone.now()) < timedelta(seconds=30)
@@ -56,14 +56,14 @@ def test_an_outcome_and_the_next_check_go_together(chunk):
 
 def test_each_outcome_is_written_as_it_should_be_and_no_check_means_false(chunk):
     for i in range(4):
-        assert records.settle_and_mark([], claim(chunk, i)) is True
+        assert records.settle_and_mark([], claim(chunk, i)).marked is True
     outcomes = [
         records.Record(chunk.work[0].delivery_id, D.FAILED, "550 no such user"),
         records.Record(chunk.work[1].delivery_id, D.PENDING, "421 try again later"),
         records.Record(chunk.work[2].delivery_id, D.SUPPRESSED),
         records.Record(chunk.work[3].delivery_id, D.SENT),
     ]
-    assert records.settle_and_mark(outcomes, None) is False
+    assert records.settle_and_mark(outcomes, None).marked is False
     failed, again, suppressed, sent = (row(chunk, i) for i in range(4))
     assert (failed.status, failed.error, failed.sent_at, failed.lease_token) == (D.FAILED, "550 no such user", None, "")
     # A transient failure keeps its lease: the task stays RUNNING until its sender hands it back.
@@ -75,7 +75,7 @@ def test_each_outcome_is_written_as_it_should_be_and_no_check_means_false(chunk)
 
 def test_an_outcome_never_overwrites_a_settled_recipient(chunk):
     Delivery.objects.filter(pk=chunk.work[0].delivery_id).update(status=D.CANCELED, lease_token="", lease_until=None)
-    assert records.settle_and_mark([records.Record(chunk.work[0].delivery_id, D.SENT)], None) is False
+    assert records.settle_and_mark([records.Record(chunk.work[0].delivery_id, D.SENT)], None).marked is False
     assert (row(chunk, 0).status, row(chunk, 0).sent_at) == (D.CANCELED, None)
 
 
@@ -95,20 +95,71 @@ def test_an_outcome_never_overwrites_a_settled_recipient(chunk):
     ],
 )
 def test_a_lost_check_takes_nothing_and_the_outcome_still_lands(chunk, lose):
-    assert records.settle_and_mark([], claim(chunk, 0)) is True
+    assert records.settle_and_mark([], claim(chunk, 0)).marked is True
     lose(chunk, chunk.work[0].task_id)
-    assert records.settle_and_mark([records.Record(chunk.work[0].delivery_id, D.SENT)], claim(chunk, 1)) is False
+    assert records.settle_and_mark([records.Record(chunk.work[0].delivery_id, D.SENT)], claim(chunk, 1)).marked is False
     assert row(chunk, 0).status == D.SENT  # it went out: recorded whoever holds the task now
     assert row(chunk, 1).status != D.SENDING
 
 
 def test_the_check_is_one_statement_on_postgresql(chunk):
     outcome = records.Record(chunk.work[0].delivery_id, D.SENT)
-    assert records.settle_and_mark([], claim(chunk, 0)) is True
+    assert records.settle_and_mark([], claim(chunk, 0)).marked is True
     with CaptureQueriesContext(connection) as queries:
-        assert records.settle_and_mark([outcome], claim(chunk, 1)) is True
+        assert records.settle_and_mark([outcome], claim(chunk, 1)).marked is True
     writes = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith(("WITH", "UPDATE"))]
     if connection.vendor == "postgresql":
         assert len(queries.captured_queries) == 1 and writes[0].startswith("WITH settled_0 AS (UPDATE")
     else:
         assert len(writes) == 2  # the outcome, then the check, in one transaction
+
+
+def hold(chunk: Slice, i: int) -> records.Hold:
+    return records.Hold(delivery_id=chunk.work[i].delivery_id, token=chunk.token)
+
+
+def test_a_held_recipient_is_still_ours_while_leased_here_and_being_sent(chunk):
+    assert records.settle_and_mark([], claim(chunk, 0)).marked is True
+    checked = records.settle_and_mark([], claim(chunk, 1), hold(chunk, 0))
+    assert (checked.held, checked.marked) == (True, True)
+    assert records.settle_and_mark([], None, hold(chunk, 1)) == records.Checked(marked=False, held=True)
+
+
+@pytest.mark.parametrize(
+    "lose",
+    [
+        pytest.param(
+            lambda chunk: Delivery.objects.filter(lease_token=chunk.token).update(lease_token="theirs"),
+            id="taken over",
+        ),
+        pytest.param(
+            lambda chunk: Delivery.objects.filter(lease_token=chunk.token).update(status=D.PENDING, lease_token=""),
+            id="handed back",
+        ),
+    ],
+)
+def test_a_held_recipient_taken_over_or_handed_back_is_not_ours(chunk, lose):
+    assert records.settle_and_mark([], claim(chunk, 0)).marked is True
+    lose(chunk)
+    checked = records.settle_and_mark([], None, hold(chunk, 0))
+    assert checked == records.Checked(marked=False, held=False)
+
+
+def test_a_stop_leaves_the_held_recipient_to_go_out_as_it_counted_it(chunk):
+    assert records.settle_and_mark([], claim(chunk, 0)).marked is True
+    Task.objects.filter(pk=chunk.work[0].task_id).update(status="canceled")  # the stop counted it as sent
+    checked = records.settle_and_mark([], claim(chunk, 1), hold(chunk, 0))
+    assert (checked.held, checked.marked) == (True, False)
+
+
+def test_outcome_hold_and_check_are_one_statement_on_postgresql(chunk):
+    assert records.settle_and_mark([], claim(chunk, 0)).marked is True
+    assert records.settle_and_mark([], claim(chunk, 1)).marked is True
+    outcome = records.Record(chunk.work[0].delivery_id, D.SENT)
+    with CaptureQueriesContext(connection) as queries:
+        checked = records.settle_and_mark([outcome], claim(chunk, 2), hold(chunk, 1))
+    assert (checked.held, checked.marked) == (True, True)
+    assert row(chunk, 0).status == D.SENT and row(chunk, 2).status == D.SENDING
+    if connection.vendor == "postgresql":
+        assert len(queries.captured_queries) == 1
+        assert "held AS (SELECT 1" in queries.captured_queries[0]["sql"]
