@@ -19,6 +19,28 @@ def _overlap_on(settings) -> None:  # noqa: ANN001
     settings.MAIL_SEND_OVERLAP = True
 
 
+@pytest.fixture
+def writes(monkeypatch) -> list[bytes]:  # noqa: ANN001
+    """Every write to the relay from here on: smtplib's own send, counted."""
+    seen: list[bytes] = []
+    real_send = smtplib.SMTP.send
+
+    def counting_send(self, data):  # noqa: ANN001, ANN202
+        seen.append(data if isinstance(data, bytes) else data.encode())
+        return real_send(self, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", counting_send)
+    return seen
+
+
+def _send_as_the_loop_does(outbox: Outbox, addresses) -> None:  # noqa: ANN001
+    """Encode, read the replies to the last write, then write (tasks.delivery.send, without the database)."""
+    for address in addresses:
+        wire = outbox.encode(_message(address))
+        outbox.collect()
+        outbox.start(address, wire)
+
+
 def _message(address: str):  # noqa: ANN202
     return render_message(
         template="newsletter", context={"title": "T", "body": "B"}, recipient=address, message_id=new_message_id()
@@ -69,22 +91,11 @@ def test_a_message_is_held_after_its_commands_until_its_text_is_released_in_the_
     assert [r.rcpt_tos for r in smtp.received] == [["a@example.com"]]
 
 
-def test_one_write_per_mail_the_held_text_goes_with_the_next_commands(smtp, monkeypatch) -> None:  # noqa: ANN001
-    writes: list[bytes] = []
-    real_send = smtplib.SMTP.send
-
-    def counting_send(self, data):  # noqa: ANN001, ANN202 - the real write, counted
-        writes.append(data if isinstance(data, bytes) else data.encode())
-        return real_send(self, data)
-
-    monkeypatch.setattr(smtplib.SMTP, "send", counting_send)
+def test_one_write_per_mail_the_held_text_goes_with_the_next_commands(smtp, writes) -> None:  # noqa: ANN001
     session = MailSession()
     addresses = [f"w{i}@example.com" for i in range(10)]
     with Outbox(session, settle=lambda key, error: None) as outbox:
-        for address in addresses:
-            wire = outbox.encode(_message(address))
-            outbox.collect()
-            outbox.start(address, wire)
+        _send_as_the_loop_does(outbox, addresses)
         mail_writes = [w for w in writes if not w.upper().startswith((b"EHLO", b"HELO"))]
         assert len(mail_writes) == len(addresses)  # one per mail (the last text is still held)
         writes.clear()  # from here: the last text alone
@@ -94,19 +105,12 @@ def test_one_write_per_mail_the_held_text_goes_with_the_next_commands(smtp, monk
     assert writes[1].upper().startswith(b"QUIT")
 
 
-def test_the_commands_and_the_previous_text_share_a_write(smtp, monkeypatch) -> None:  # noqa: ANN001
-    writes: list[bytes] = []
-    real_send = smtplib.SMTP.send
-
-    def counting_send(self, data):  # noqa: ANN001, ANN202 - the real write, counted
-        writes.append(data if isinstance(data, bytes) else data.encode())
-        return real_send(self, data)
-
+def test_the_commands_and_the_previous_text_share_a_write(smtp, writes) -> None:  # noqa: ANN001
     session = MailSession()
     with Outbox(session, settle=lambda key, error: None) as outbox:
         outbox.start("a@example.com", _message("a@example.com"))
-        monkeypatch.setattr(smtplib.SMTP, "send", counting_send)
         outbox.collect()
+        writes.clear()
         outbox.start("b@example.com", _message("b@example.com"))
         assert len(writes) == 1
         text_a, _, commands_b = writes[0].partition(b"\r\n.\r\n")
@@ -139,10 +143,7 @@ def test_a_refused_text_leaves_the_queued_commands_of_the_next_message_intact(sm
     session = MailSession()
     results: dict[str, BaseException | None] = {}
     with Outbox(session, settle=results.__setitem__) as outbox:
-        for address in ("bad@example.com", "ok1@example.com", "ok2@example.com"):
-            wire = outbox.encode(_message(address))
-            outbox.collect()
-            outbox.start(address, wire)
+        _send_as_the_loop_does(outbox, ("bad@example.com", "ok1@example.com", "ok2@example.com"))
     session.close()
     assert isinstance(results["bad@example.com"], smtplib.SMTPDataError)
     assert results["bad@example.com"].smtp_code == 554
@@ -288,10 +289,7 @@ def test_a_slow_answer_to_the_next_commands_lets_the_caller_record_the_verdict_b
     with Outbox(
         session, settle=lambda key, error: settled.append(key), on_wait=lambda: waits.append(list(settled))
     ) as outbox:
-        for address in ("a@example.com", "b@example.com", "c@example.com"):
-            wire = outbox.encode(_message(address))
-            outbox.collect()
-            outbox.start(address, wire)
+        _send_as_the_loop_does(outbox, ("a@example.com", "b@example.com", "c@example.com"))
     session.close()
     assert waits and waits[0] == ["a@example.com"]  # a's verdict was in, b's RCPT reply was not
     assert settled == ["a@example.com", "b@example.com", "c@example.com"]
@@ -303,10 +301,7 @@ def test_a_connection_with_a_held_text_is_never_checked_with_noop(smtp, settings
     session = MailSession()
     results: dict[str, BaseException | None] = {}
     with Outbox(session, settle=results.__setitem__) as outbox:
-        for address in ("a@example.com", "b@example.com", "c@example.com"):
-            wire = outbox.encode(_message(address))
-            outbox.collect()
-            outbox.start(address, wire)
+        _send_as_the_loop_does(outbox, ("a@example.com", "b@example.com", "c@example.com"))
     session.close()
     assert results == dict.fromkeys(("a@example.com", "b@example.com", "c@example.com"))
     assert [r.rcpt_tos for r in smtp.received] == [["a@example.com"], ["b@example.com"], ["c@example.com"]]
