@@ -163,15 +163,10 @@ def transaction_steps(
     ``before_read`` runs before each read of a reply to the commands.
     """
     wire.ehlo_or_helo_if_needed()
-    if not pipelines(wire) or len(recipients) > PIPELINE_MAX_RECIPIENTS:
+    pipelining = settings.EMAIL_PIPELINING and wire.does_esmtp and wire.has_extn("pipelining")
+    if not pipelining or len(recipients) > PIPELINE_MAX_RECIPIENTS:
         return wire.sendmail(sender, list(recipients), data, mail_options=list(mail_options))
     return (yield from _pipelined(wire, sender, list(recipients), data, list(mail_options), queued_after, before_read))
-
-
-def pipelines(wire: smtplib.SMTP) -> bool:
-    """Whether transactions on ``wire`` are pipelined (RFC 2920): announced by the relay and not turned off."""
-    wire.ehlo_or_helo_if_needed()
-    return bool(settings.EMAIL_PIPELINING and wire.does_esmtp and wire.has_extn("pipelining"))
 
 
 def _pipelined(  # noqa: PLR0913 - one transaction's parts
