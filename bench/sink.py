@@ -79,11 +79,17 @@ def _serve_connection(conn: socket.socket, path: str, pipelining: bool) -> None:
     loop.run_until_complete(closed)
 
 
-def serve_forking(port: int, path: str, pipelining: bool) -> None:
-    """Accept on 127.0.0.1:``port``; each connection in a child; reap them; stop on SIGTERM (children too)."""
+def _stop_on_signal() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: the sink stops when the bench stops it."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
+
+
+def serve_forking(port: int, path: str, pipelining: bool) -> None:
+    """Accept on 127.0.0.1:``port``; each connection in a child; reap them; stop on SIGTERM (children too)."""
+    stop = _stop_on_signal()
     listener = socket.create_server(("127.0.0.1", port), backlog=128)
     listener.settimeout(ACCEPT_TIMEOUT)
     children: set[int] = set()
@@ -118,9 +124,7 @@ def serve_one_thread(port: int, path: str, pipelining: bool) -> None:
     """Every connection on one aiosmtpd event loop (a thread of this process)."""
     controller = Controller(Recorder(path, pipelining=pipelining), hostname="127.0.0.1", port=port, ready_timeout=10)
     controller.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = _stop_on_signal()
     print(f"sink ready on 127.0.0.1:{port}", flush=True)
     stop.wait()
     controller.stop()
