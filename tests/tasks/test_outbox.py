@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 import threading
 import time
 
@@ -11,6 +12,7 @@ from django.core import mail
 
 from tasks.mail import new_message_id, render_message
 from tasks.smtp import MailSession, NotReleased, Outbox
+from tasks.smtp.transaction import _would_block
 from tests.harness import SmtpSink, free_port
 
 
@@ -293,6 +295,28 @@ def test_a_slow_answer_to_the_next_commands_lets_the_caller_record_the_verdict_b
     session.close()
     assert waits and waits[0] == ["a@example.com"]  # a's verdict was in, b's RCPT reply was not
     assert settled == ["a@example.com", "b@example.com", "c@example.com"]
+
+
+def test_a_reply_that_comes_within_the_grace_is_read_without_recording_first() -> None:
+    """Only a slow relay makes the loop record early: a reply a moment later, or one already in, is just read."""
+    ours, relay = socket.socketpair()
+    wire = smtplib.SMTP()
+    wire.sock, wire.file = ours, ours.makefile("rb")
+    try:
+        assert _would_block(wire, 0.0)  # nothing sent yet
+        timer = threading.Timer(0.05, relay.sendall, [b"250 2.1.0 Ok\r\n"])
+        timer.start()
+        assert not _would_block(wire, 10.0)  # comes within the grace: no wait to fill
+        timer.join()
+        assert wire.file.readline() == b"250 2.1.0 Ok\r\n"
+        assert _would_block(wire, 0.01)  # the relay says nothing more within the grace
+        relay.sendall(b"250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n")
+        assert wire.file.readline() == b"250 2.1.5 Ok\r\n"
+        assert not _would_block(wire, 0.0)  # the next reply is in the reader's buffer already
+    finally:
+        wire.file.close()
+        ours.close()
+        relay.close()
 
 
 def test_a_connection_with_a_held_text_is_never_checked_with_noop(smtp, settings) -> None:  # noqa: ANN001
