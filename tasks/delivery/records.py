@@ -139,6 +139,8 @@ def settle_and_mark(records: Sequence[Record], claim: Claim | None, hold: Hold |
     recorded = _record_statements(records, timezone.now())
     if connection.vendor == "postgresql":
         return _in_one_statement(recorded, claim, hold)
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+        return _on_the_driver(recorded, claim, hold)
     with transaction.atomic(), connection.cursor() as cursor:
         for sql, params in recorded:
             cursor.execute(sql, params)
@@ -150,6 +152,39 @@ def settle_and_mark(records: Sequence[Record], claim: Claim | None, hold: Hold |
             return Checked(held=held)
         cursor.execute(_mark_sql(connection.vendor), _mark_params(claim))
         return Checked(marked=bool(cursor.rowcount), held=held)
+
+
+def _on_the_driver(recorded: list[tuple[str, Params]], claim: Claim | None, hold: Hold | None) -> Checked:
+    """SQLite: the records and the checks in one IMMEDIATE transaction, on the driver's own connection.
+
+    Why: Django's atomic() and cursor wrappers took twice the statements' own time here (measured:
+    150-180 us against 58 us per mail: docs/performance.md), and this runs once per mail. The
+    statements and the write lock are the same as through the ORM; errors come out as Django's
+    (wrap_database_errors). Inside a caller's atomic block the ORM path joins that transaction.
+    """
+    connection.ensure_connection()
+    driver = connection.connection
+    with connection.wrap_database_errors:
+        driver.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in recorded:
+                driver.execute(_qmark(sql), params)
+            held = hold is not None and driver.execute(_qmark(_hold_sql("sqlite")), _hold_params(hold)).fetchone()
+            marked = claim is not None and driver.execute(_qmark(_mark_sql("sqlite")), _mark_params(claim)).rowcount
+            driver.execute("COMMIT")
+        except BaseException:
+            try:
+                driver.rollback()  # none of it was written
+            except Exception:  # noqa: BLE001 - the original error is the one to raise; reconnect next time
+                connection.close()
+            raise
+    return Checked(marked=bool(marked), held=bool(held))
+
+
+@lru_cache(maxsize=16)
+def _qmark(sql: str) -> str:
+    """``sql`` with the driver's own placeholders (the statements here hold no literal %)."""
+    return sql.replace("%s", "?")
 
 
 def _in_one_statement(recorded: list[tuple[str, Params]], claim: Claim | None, hold: Hold | None) -> Checked:

@@ -3,10 +3,12 @@
 Run on SQLite and on PostgreSQL (bin/test-pg); on PostgreSQL they are one statement (data-modifying WITH).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import ProgrammingError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -15,7 +17,9 @@ from tasks.delivery.claim import Slice, claim_slice
 from tasks.models import Delivery, Task
 from tests.tasks.test_delivery import make_reserved
 
-pytestmark = pytest.mark.django_db
+# Transactional: the worker calls these in autocommit, not inside a transaction (on SQLite that is
+# the driver-level path; see test_inside_a_callers_transaction_the_writes_join_it for the other).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 D = Delivery.Status
 
@@ -110,8 +114,51 @@ def test_the_check_is_one_statement_on_postgresql(chunk):
     writes = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith(("WITH", "UPDATE"))]
     if connection.vendor == "postgresql":
         assert len(queries.captured_queries) == 1 and writes[0].startswith("WITH settled_0 AS (UPDATE")
-    else:
-        assert len(writes) == 2  # the outcome, then the check, in one transaction
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's driver-level transaction")
+def test_on_sqlite_the_outcome_and_the_check_are_one_immediate_transaction(chunk):
+    outcome = records.Record(chunk.work[0].delivery_id, D.SENT)
+    assert records.settle_and_mark([], claim(chunk, 0)).marked is True
+    with driver_statements() as statements:
+        assert records.settle_and_mark([outcome], claim(chunk, 1)).marked is True
+    assert [sql.split()[0] for sql in statements] == ["BEGIN", "UPDATE", "UPDATE", "COMMIT"]
+    assert statements[0] == "BEGIN IMMEDIATE"  # the write lock first: no upgrade from a read lock to fail
+    assert (row(chunk, 0).status, row(chunk, 1).status) == (D.SENT, D.SENDING)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's driver-level transaction")
+def test_a_failed_statement_leaves_nothing_written_and_the_connection_usable(chunk):
+    outcome = records.Record(chunk.work[0].delivery_id, D.SENT)
+    assert records.settle_and_mark([], claim(chunk, 0)).marked is True
+    bad = claim(chunk, 1, attempt=object())
+    with pytest.raises(ProgrammingError):  # Django's class, not the driver's: it cannot bind an object
+        records.settle_and_mark([outcome], bad)
+    assert row(chunk, 0).status == D.SENDING  # the outcome went with the failed transaction
+    assert records.settle_and_mark([outcome], claim(chunk, 1)).marked is True
+    assert (row(chunk, 0).status, row(chunk, 1).status) == (D.SENT, D.SENDING)
+
+
+@pytest.mark.django_db
+def test_inside_a_callers_transaction_the_writes_join_it(chunk):
+    outcome = records.Record(chunk.work[0].delivery_id, D.SENT)
+    with transaction.atomic():
+        assert records.settle_and_mark([], claim(chunk, 0)).marked is True
+        assert records.settle_and_mark([outcome], claim(chunk, 1), hold(chunk, 0)).held is False
+        transaction.set_rollback(True)
+    assert (row(chunk, 0).status, row(chunk, 1).status) == (D.PENDING, D.PENDING)
+
+
+@contextmanager
+def driver_statements() -> Iterator[list[str]]:
+    """Every statement SQLite's driver runs meanwhile (what the ORM's query log does not see)."""
+    seen: list[str] = []
+    connection.ensure_connection()
+    connection.connection.set_trace_callback(seen.append)
+    try:
+        yield seen
+    finally:
+        connection.connection.set_trace_callback(None)
 
 
 def hold(chunk: Slice, i: int) -> records.Hold:
