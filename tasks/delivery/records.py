@@ -139,7 +139,7 @@ def settle_and_mark(records: Sequence[Record], claim: Claim | None, hold: Hold |
     recorded = _record_statements(records, timezone.now())
     if connection.vendor == "postgresql":
         return _in_one_statement(recorded, claim, hold)
-    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+    if connection.vendor == "sqlite" and not connection.in_atomic_block and connection.get_autocommit():
         return _on_the_driver(recorded, claim, hold)
     with transaction.atomic(), connection.cursor() as cursor:
         for sql, params in recorded:
