@@ -16,6 +16,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.config import SchemathesisConfig
 
 from tasks import services
 from tasks.mail import MailSpec
@@ -26,8 +27,14 @@ MAX_EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "40"))
 DERANDOMIZE = os.environ.get("API_FUZZ_RANDOM", "") != "1"
 
 
+# Invalid data must be refused with one of these (schemathesis's list, and 413: a generated body over
+# DATA_UPLOAD_MAX_MEMORY_SIZE is refused before it is parsed, which is a refusal too). 5xx stays
+# listed here because the test asserts "never a 5xx" itself, with the response text.
+REJECTED = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
+CONFIG = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": REJECTED}}})
+
 # Loaded at import: the schema endpoint is public and reads no database.
-schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
+schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application(), config=CONFIG)
 
 
 @pytest.fixture
@@ -60,6 +67,14 @@ def test_api_conforms_to_its_schema_and_never_errors(case, fuzz_token):
         headers={"Authorization": f"Token {fuzz_token}"}, excluded_checks=[positive_data_acceptance]
     )
     assert response.status_code < 500, response.text
+
+
+def test_an_oversized_body_counts_as_refused():
+    """The fuzz run's own settings: 413 (DATA_UPLOAD_MAX_MEMORY_SIZE) is a refusal of invalid data."""
+    operation = schema["/api/tasks/"]["POST"]
+    expected = schema.config.checks_config_for(operation=operation, phase="fuzzing").negative_data_rejection
+    assert "413" in expected.expected_statuses
+    assert "400" in expected.expected_statuses
 
 
 # --- deeply nested and non-finite bodies, for every operation that takes one -----------------------
