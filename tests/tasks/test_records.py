@@ -144,7 +144,8 @@ def test_inside_a_callers_transaction_the_writes_join_it(chunk):
     outcome = records.Record(chunk.work[0].delivery_id, D.SENT)
     with transaction.atomic():
         assert records.settle_and_mark([], claim(chunk, 0)).marked is True
-        assert records.settle_and_mark([outcome], claim(chunk, 1), hold(chunk, 0)).held is False
+        assert records.settle_and_mark([outcome], claim(chunk, 1)).marked is True
+        assert (row(chunk, 0).status, row(chunk, 1).status) == (D.SENT, D.SENDING)  # seen inside it
         transaction.set_rollback(True)
     assert (row(chunk, 0).status, row(chunk, 1).status) == (D.PENDING, D.PENDING)
 
