@@ -10,7 +10,7 @@ _in_one_statement).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -142,16 +142,30 @@ def settle_and_mark(records: Sequence[Record], claim: Claim | None, hold: Hold |
     if connection.vendor == "sqlite" and not connection.in_atomic_block and connection.get_autocommit():
         return _on_the_driver(recorded, claim, hold)
     with transaction.atomic(), connection.cursor() as cursor:
-        for sql, params in recorded:
-            cursor.execute(sql, params)
-        held = False
-        if hold is not None:
-            cursor.execute(_hold_sql(connection.vendor), _hold_params(hold))
-            held = cursor.fetchone() is not None
-        if claim is None:
-            return Checked(held=held)
-        cursor.execute(_mark_sql(connection.vendor), _mark_params(claim))
-        return Checked(marked=bool(cursor.rowcount), held=held)
+        return _steps(cursor, recorded, claim, hold, str)
+
+
+def _steps(
+    cursor: Any,
+    recorded: list[tuple[str, Params]],
+    claim: Claim | None,
+    hold: Hold | None,
+    sql_for: Callable[[str], str],
+) -> Checked:
+    """The records, the hold's check and the ownership check, one statement after another on ``cursor``.
+
+    ``sql_for`` turns a statement into the cursor's placeholder style (Django's ``%s`` as is, or _qmark).
+    """
+    for sql, params in recorded:
+        cursor.execute(sql_for(sql), params)
+    held = False
+    if hold is not None:
+        cursor.execute(sql_for(_hold_sql(connection.vendor)), _hold_params(hold))
+        held = cursor.fetchone() is not None
+    if claim is None:
+        return Checked(held=held)
+    cursor.execute(sql_for(_mark_sql(connection.vendor)), _mark_params(claim))
+    return Checked(marked=bool(cursor.rowcount), held=held)
 
 
 def _on_the_driver(recorded: list[tuple[str, Params]], claim: Claim | None, hold: Hold | None) -> Checked:
@@ -167,10 +181,7 @@ def _on_the_driver(recorded: list[tuple[str, Params]], claim: Claim | None, hold
     with connection.wrap_database_errors:
         driver.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params in recorded:
-                driver.execute(_qmark(sql), params)
-            held = hold is not None and driver.execute(_qmark(_hold_sql("sqlite")), _hold_params(hold)).fetchone()
-            marked = claim is not None and driver.execute(_qmark(_mark_sql("sqlite")), _mark_params(claim)).rowcount
+            checked = _steps(driver.cursor(), recorded, claim, hold, _qmark)
             driver.execute("COMMIT")
         except BaseException:
             try:
@@ -178,7 +189,7 @@ def _on_the_driver(recorded: list[tuple[str, Params]], claim: Claim | None, hold
             except Exception:  # noqa: BLE001 - the original error is the one to raise; reconnect next time
                 connection.close()
             raise
-    return Checked(marked=bool(marked), held=bool(held))
+    return checked
 
 
 @lru_cache(maxsize=16)

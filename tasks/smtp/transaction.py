@@ -76,7 +76,7 @@ class ReadHook:
 READ_GRACE = 0.002  # seconds a reply may take and still be read before the hook runs
 
 
-def _would_block(wire: smtplib.SMTP | None, grace: float = 0.0) -> bool:
+def _would_block(wire: smtplib.SMTP | None, grace: float) -> bool:
     """Whether reading the next reply from ``wire`` would wait for the relay longer than ``grace`` seconds."""
     sock, file = getattr(wire, "sock", None), getattr(wire, "file", None)
     if sock is None or file is None:
