@@ -23,6 +23,7 @@ class Suppression(models.Model):
         PAGE = "page", _("Unsubscribe page")
         ADMIN = "admin", _("Admin")
         API = "api", _("API")
+        MAIL = "mail", _("Mail (mailto: link)")
 
     address = AddressField(_("address"), max_length=254)
     list_name = models.CharField(

@@ -1,9 +1,13 @@
 """End to end: a real worker subprocess sends over SMTP to the aiosmtpd sink; the unsubscribe link from a delivered
-header is POSTed (one-click, RFC 8058: no cookie, no CSRF token) to a live server; the next newsletter skips it."""
+header is POSTed (one-click, RFC 8058: no cookie, no CSRF token) to a live server, or its mailto: is answered by a
+message piped into `manage.py unsubscribe_mail`; the next newsletter skips the address."""
 
 import re
+import subprocess
+import sys
 import urllib.request
-from email.message import Message
+from email.message import EmailMessage, Message
+from urllib.parse import unquote
 
 import pytest
 
@@ -11,7 +15,8 @@ from subscriptions.models import Suppression
 from tasks import services
 from tasks.mail import MailSpec
 from tasks.models import Delivery, Task
-from tests.harness import wait_until
+from tests.conftest import database_url
+from tests.harness import ROOT, wait_until, worker_env
 
 pytestmark = [pytest.mark.e2e]
 
@@ -100,3 +105,41 @@ def test_one_click_from_the_delivered_header_suppresses_the_next_newsletter(
     assert [r.rcpt_tos for r in smtp.received] == [["bob@example.com"], ["ann@example.com"]]
     assert smtp.received[1].message["Subject"] == "Reminder: the dentist"
     assert smtp.to("ann@example.com")[0].message_id == later_ids["ann@example.com"]
+
+
+def test_mail_to_the_mailto_of_the_delivered_header_suppresses_the_next_newsletter(
+    transactional_db, user, worker_factory, smtp, redis_server
+):
+    """The other form of List-Unsubscribe: the mail client writes to the mailto: with its subject; the mail
+    server pipes that message into `manage.py unsubscribe_mail` (a real subprocess here)."""
+    worker_factory(extra_env={"SITE_URL": "https://mail.example.org", "UNSUBSCRIBE_MAILTO": "leave@example.org"})
+    news, news_ids = send(user, "newsletter", ["ann@example.com", "bob@example.com"], NEWS)
+    assert not news.failed
+    wait_until(lambda: len(arrived(smtp, set(news_ids.values()))) == 2, timeout=5, what="2 newsletters")
+    ann = next(r.message for r in arrived(smtp, set(news_ids.values())) if r.rcpt_tos == ["ann@example.com"])
+    mailto = re.search(r"<mailto:([^?>]+)\?subject=([^>]+)>", header(ann, "List-Unsubscribe") or "")
+    assert mailto, header(ann, "List-Unsubscribe")
+
+    reply = EmailMessage()  # what the client sends for the link (RFC 6068: the subject decoded)
+    reply["From"], reply["To"], reply["Subject"] = "ann@example.com", mailto.group(1), unquote(mailto.group(2))
+    reply.set_content("Sent from my phone\n")
+    env = worker_env(redis_url=redis_server.url, database_url=database_url(), smtp_port=None)
+    piped = subprocess.run(  # noqa: S603 - fixed argv
+        [sys.executable, "manage.py", "unsubscribe_mail"],
+        input=reply.as_bytes(),
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert (piped.returncode, piped.stdout.decode().strip()) == (0, "unsubscribed: ann@example.com from newsletter")
+    assert list(Suppression.objects.values_list("address", "list_name", "how")) == [
+        ("ann@example.com", "newsletter", "mail")
+    ]
+
+    smtp.reset()
+    again, again_ids = send(user, "newsletter", ["ann@example.com", "bob@example.com"], NEWS)
+    assert "sent 1, failed 0, suppressed 1" in again.log
+    wait_until(lambda: arrived(smtp, set(again_ids.values())), timeout=5, what="bob's newsletter")
+    assert [r.rcpt_tos for r in smtp.received] == [["bob@example.com"]]
