@@ -3,8 +3,6 @@ header is POSTed (one-click, RFC 8058: no cookie, no CSRF token) to a live serve
 message piped into `manage.py unsubscribe_mail`; the next newsletter skips the address."""
 
 import re
-import subprocess
-import sys
 import urllib.request
 from email.message import EmailMessage, Message
 from urllib.parse import unquote
@@ -16,7 +14,7 @@ from tasks import services
 from tasks.mail import MailSpec
 from tasks.models import Delivery, Task
 from tests.conftest import database_url
-from tests.harness import ROOT, wait_until, worker_env
+from tests.harness import wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -108,7 +106,7 @@ def test_one_click_from_the_delivered_header_suppresses_the_next_newsletter(
 
 
 def test_mail_to_the_mailto_of_the_delivered_header_suppresses_the_next_newsletter(
-    transactional_db, user, worker_factory, smtp, redis_server
+    transactional_db, user, worker_factory, smtp, unsubscribe_mail
 ):
     """The other form of List-Unsubscribe: the mail client writes to the mailto: with its subject; the mail
     server pipes that message into `manage.py unsubscribe_mail` (a real subprocess here)."""
@@ -123,16 +121,7 @@ def test_mail_to_the_mailto_of_the_delivered_header_suppresses_the_next_newslett
     reply = EmailMessage()  # what the client sends for the link (RFC 6068: the subject decoded)
     reply["From"], reply["To"], reply["Subject"] = "ann@example.com", mailto.group(1), unquote(mailto.group(2))
     reply.set_content("Sent from my phone\n")
-    env = worker_env(redis_url=redis_server.url, database_url=database_url(), smtp_port=None)
-    piped = subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, "manage.py", "unsubscribe_mail"],
-        input=reply.as_bytes(),
-        capture_output=True,
-        cwd=ROOT,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    piped = unsubscribe_mail(reply.as_bytes(), database=database_url())
     assert (piped.returncode, piped.stdout.decode().strip()) == (0, "unsubscribed: ann@example.com from newsletter")
     assert list(Suppression.objects.values_list("address", "list_name", "how")) == [
         ("ann@example.com", "newsletter", "mail")

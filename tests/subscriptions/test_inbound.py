@@ -3,8 +3,6 @@ subscriptions.inbound and by `manage.py unsubscribe_mail` (a real subprocess, fe
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from email.headerregistry import Address
 from email.message import EmailMessage
 from urllib.parse import unquote
@@ -15,7 +13,6 @@ from subscriptions.inbound import MAX_CANDIDATES, MAX_MESSAGE_BYTES, unsubscribe
 from subscriptions.models import ALL_BULK, Suppression
 from subscriptions.tokens import make_token, unsubscribe_links
 from tests.conftest import database_url
-from tests.harness import ROOT, worker_env
 
 pytestmark = pytest.mark.django_db
 
@@ -112,42 +109,23 @@ def test_an_address_todays_rules_refuse_is_reported_not_stored():
     assert rows() == []
 
 
-@pytest.fixture
-def run_command(redis_server):  # noqa: ANN001, ANN201
-    """Run `manage.py unsubscribe_mail` in a subprocess with ``message`` on its standard input."""
-
-    def run(message: bytes, *, database: str) -> subprocess.CompletedProcess:
-        env = worker_env(redis_url=redis_server.url, database_url=database, smtp_port=None)
-        return subprocess.run(  # noqa: S603 - fixed argv
-            [sys.executable, "manage.py", "unsubscribe_mail"],
-            input=message,
-            capture_output=True,
-            cwd=ROOT,
-            env=env,
-            timeout=60,
-            check=False,
-        )
-
-    return run
-
-
 @pytest.mark.django_db(transaction=True)
-def test_the_command_reads_standard_input_and_says_what_it_did(run_command):
+def test_the_command_reads_standard_input_and_says_what_it_did(unsubscribe_mail):
     token = make_token(address="ivy@example.com", list_name="news")
-    done = run_command(request(f"unsubscribe {token}"), database=database_url())
+    done = unsubscribe_mail(request(f"unsubscribe {token}"), database=database_url())
     assert (done.returncode, done.stdout.decode().strip()) == (0, "unsubscribed: ivy@example.com from news")
     assert rows() == [("ivy@example.com", "news", "mail")]
 
-    ignored = run_command(request("hello"), database=database_url())  # not a request: no bounce (exit 0)
+    ignored = unsubscribe_mail(request("hello"), database=database_url())  # not a request: no bounce (exit 0)
     assert ignored.returncode == 0 and ignored.stdout.decode().startswith("ignored: "), ignored
-    oversized = run_command(request("hello", "x" * (MAX_MESSAGE_BYTES * 3)), database=database_url())
+    oversized = unsubscribe_mail(request("hello", "x" * (MAX_MESSAGE_BYTES * 3)), database=database_url())
     assert oversized.returncode == 0 and "message over" in oversized.stdout.decode(), oversized
 
 
-def test_when_the_database_cannot_be_written_the_mail_server_is_told_to_retry(run_command, tmp_path):
+def test_when_the_database_cannot_be_written_the_mail_server_is_told_to_retry(unsubscribe_mail, tmp_path):
     """Exit 75 (EX_TEMPFAIL): the mail server keeps the message and runs the command again later."""
     token = make_token(address="jo@example.com", list_name="news")
     missing = tmp_path / "no-such-directory" / "db.sqlite3"
-    failed = run_command(request(f"unsubscribe {token}"), database=f"sqlite:///{missing}")
+    failed = unsubscribe_mail(request(f"unsubscribe {token}"), database=f"sqlite:///{missing}")
     assert failed.returncode == 75, failed
     assert b"temporary failure" in failed.stderr
