@@ -82,18 +82,20 @@ def find_token(message: EmailMessage) -> Unsubscribe | None:
     return None
 
 
+# Why the broad excepts below: a message the email package cannot take apart is no request to
+# unsubscribe, and an error here would make the mail server keep it and retry it for days.
+
+
 def _subject(message: EmailMessage) -> str:
     try:
         return str(message.get("Subject", ""))
-    except (ValueError, TypeError):  # a header the parser cannot decode
+    except Exception:  # noqa: BLE001 - see above
         return ""
 
 
 def _plain_text(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    if part is None:
-        return ""
     try:
-        return str(cast(EmailMessage, part).get_content())
-    except (LookupError, ValueError, TypeError):  # an unknown charset, a broken encoding
+        part = message.get_body(preferencelist=("plain",))
+        return "" if part is None else str(cast(EmailMessage, part).get_content())
+    except Exception:  # noqa: BLE001 - see above (an unknown charset, a broken encoding, broken MIME)
         return ""

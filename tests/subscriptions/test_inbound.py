@@ -129,3 +129,16 @@ def test_when_the_database_cannot_be_written_the_mail_server_is_told_to_retry(un
     failed = unsubscribe_mail(request(f"unsubscribe {token}"), database=f"sqlite:///{missing}")
     assert failed.returncode == 75, failed
     assert b"temporary failure" in failed.stderr
+
+
+def test_a_message_the_email_package_cannot_take_apart_is_ignored_not_retried():
+    token = make_token(address="kim@example.com", list_name="news")
+    broken = (
+        b"From: a@example.com\r\nSubject: hello\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: text/plain; charset="no-such-charset"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        b"%%% not base64 " + token.encode() + b"\r\n"
+    )
+    for raw in (b"\x00\xff\xfe garbage", broken):
+        outcome = unsubscribe_by_mail(raw)
+        assert outcome.target is None and outcome.summary().startswith("ignored: "), raw
+    assert rows() == []

@@ -1,8 +1,8 @@
 """manage.py unsubscribe_mail: read one message on standard input and unsubscribe the token in it.
 
-For the mailbox of UNSUBSCRIBE_MAILTO: a mail server's pipe alias
-(``unsubscribe: "|/app/manage.py unsubscribe_mail"``) or ``fetchmail --mda "manage.py unsubscribe_mail"``
-hands each message to it. Exit codes follow sysexits, which mail servers read: 0 when the message
+For the mailbox of UNSUBSCRIBE_MAILTO: a mail server's pipe alias (``leave: "|<this command>"``) or
+``fetchmail --mda "<this command>"`` hands each message to it, run with the app's settings (README,
+Unsubscribing). Exit codes follow sysexits, which mail servers read: 0 when the message
 is done with (unsubscribed, already so, or not an unsubscribe request: no bounce, since the sender
 of such a message is often forged), 75 (EX_TEMPFAIL) when it could not be done (the database is
 down, or anything else went wrong), so the mail server keeps the message and tries again: an
