@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import zoneinfo
-from functools import lru_cache
-
 from preferences.models import UserPreference
+from reservemail.zones import zone_names
 
 
-@lru_cache(maxsize=1)
 def available_time_zones() -> tuple[str, ...]:
-    """Every IANA zone this machine knows, sorted; the choices of the time-zone setting."""
-    return tuple(sorted(zoneinfo.available_timezones()))
+    """The choices of the time-zone setting: every zone that names a place (reservemail.zones)."""
+    return zone_names()
 
 
 def get_time_zone_of(user_id: int) -> str:

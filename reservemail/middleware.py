@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from preferences.selectors import get_time_zone_of
+from reservemail.zones import get_zone
 
 SESSION_KEY = "reservemail_timezone"
 
@@ -26,7 +27,7 @@ def remember_time_zone(request: HttpRequest, name: str) -> None:
 def _activate(name: str | None) -> None:
     try:
         if name:
-            timezone.activate(zoneinfo.ZoneInfo(name))
+            timezone.activate(get_zone(name))  # a stored zone that names no place: the default
         else:
             timezone.deactivate()
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):

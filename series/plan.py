@@ -15,8 +15,10 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.utils.translation import gettext as _
 
 from series import rules
+from series.exceptions import RuleError
 from series.models import Series
 from series.selectors import waiting_occurrence
 from tasks.exceptions import QuotaExceededError, TaskStateError
@@ -58,6 +60,27 @@ def parsed(series: Series) -> tuple[rules.Rule, ZoneInfo]:
 
 def _earliest(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.RESERVATION_MIN_LEAD) + MARGIN
+
+
+def beyond_horizon(at: datetime, *, now: datetime) -> bool:
+    """Whether ``at`` is too far ahead to be reserved now (RESERVATION_MAX_HORIZON, as tasks' reservation check)."""
+    return at > now + timedelta(seconds=settings.RESERVATION_MAX_HORIZON)
+
+
+def ensure_begins_in_horizon(rule: rules.Rule, zone: ZoneInfo, *, start_at: datetime, now: datetime) -> None:
+    """Raise RuleError (field ``start_at``) if the rule's first occurrence from ``start_at`` is beyond the horizon.
+
+    Nothing could be reserved for such a series: a door would answer "created" or "changed" with no
+    occurrence waiting. Later occurrences beyond the horizon are normal (each is reserved as time goes
+    on), and a start in the past has begun already, so only the very first occurrence is checked.
+    """
+    first = rules.next_after(rule, start=start_at, zone=zone, after=start_at - timedelta(microseconds=1))
+    if first is not None and beyond_horizon(first, now=now):
+        raise RuleError(
+            _("The first occurrence (%(when)s) must be within %(days)d days from now.")
+            % {"when": f"{first:%Y-%m-%d %H:%M} {zone.key}", "days": settings.RESERVATION_MAX_HORIZON // 86400},
+            field="start_at",
+        )
 
 
 def skipped_until(series: Series, *, now: datetime) -> tuple[int, datetime | None]:
@@ -111,7 +134,7 @@ def materialize(
     if following is None:
         series.status = Series.Status.ENDED
         log_line(series, "ended: the rule has no more occurrences", now=now)
-    elif following <= now + timedelta(seconds=settings.RESERVATION_MAX_HORIZON):
+    elif not beyond_horizon(following, now=now):
         _reserve(series, following, now=now, strict=strict)
     save(series)
 

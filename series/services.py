@@ -65,13 +65,15 @@ def create_series(
     """Create an ACTIVE series and reserve its first occurrence in the same transaction.
 
     The first occurrence is the rule's first at or after ``start_at`` that is at least
-    RESERVATION_MIN_LEAD ahead. Raises RuleError (rule, zone, start, or no occurrence left),
-    ReservationError (mail, description) and QuotaExceededError (each occurrence counts).
+    RESERVATION_MIN_LEAD ahead. Raises RuleError (rule, zone, start, a first occurrence beyond
+    RESERVATION_MAX_HORIZON, or no occurrence left), ReservationError (mail, description) and
+    QuotaExceededError (each occurrence counts).
     """
-    parsed, _tz = _check_rule(rule, zone, start_at)
+    now = timezone.now()
+    parsed, tz = _check_rule(rule, zone, start_at)
+    plan.ensure_begins_in_horizon(parsed, tz, start_at=start_at, now=now)
     mail = clean_mail(mail)
     description = ensure_description(description)
-    now = timezone.now()
     with transaction.atomic():
         _lock_owner(owner)
         series = Series.objects.create(
@@ -167,10 +169,15 @@ def change_series(
     description: str | None = None,
 ) -> Series:
     """Change the rule, zone, start or description; the next occurrence is computed again and reserved
-    with the same checks as a reservation (RuleError, ReservationError, QuotaExceededError roll it all back)."""
+    with the same checks as a reservation (RuleError, ReservationError, QuotaExceededError roll it all back).
+
+    A first occurrence beyond RESERVATION_MAX_HORIZON is refused (RuleError on start_at) before anything
+    changes, paused or not: the series could never reserve it.
+    """
     now = timezone.now()
     series = _locked(owner, series_id, (S.ACTIVE, S.PAUSED), _("changed"))
-    parsed, _tz = _check_rule(rule or series.rule, zone or series.zone, start_at or series.start_at)
+    parsed, tz = _check_rule(rule or series.rule, zone or series.zone, start_at or series.start_at)
+    plan.ensure_begins_in_horizon(parsed, tz, start_at=start_at or series.start_at, now=now)
     series.rule, series.zone, series.start_at = parsed.text, zone or series.zone, start_at or series.start_at
     if description is not None:
         series.description = ensure_description(description)

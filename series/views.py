@@ -83,8 +83,6 @@ def series_change(request: AuthedRequest, series_id: int) -> HttpResponse:
 
 def _field_of(form: SeriesChangeForm, exc: ReservemailError) -> str | None:
     """The form field an error of change_series belongs to; None for the form as a whole (quota, state)."""
-    if isinstance(exc, RuleError) and exc.field is None:  # rules.parse_rule names no field: the rule is all it reads
-        return "rule"
     field = FORM_FIELD_OF.get(exc.field or "", exc.field)
     return field if field in form.fields else None
 

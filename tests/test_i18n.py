@@ -63,7 +63,16 @@ def test_every_string_in_the_code_is_in_the_korean_catalog(tmp_path, monkeypatch
     The copy keeps makemessages from writing to the real catalog.
     """
     root = LOCALE.parent
-    for name in ("locale", "templates", "tasks", "notifications", "preferences", "reservemail", "subscriptions"):
+    for name in (
+        "locale",
+        "templates",
+        "tasks",
+        "notifications",
+        "preferences",
+        "reservemail",
+        "subscriptions",
+        "series",
+    ):
         shutil.copytree(root / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     settings.LOCALE_PATHS = [tmp_path / "locale"]
     monkeypatch.chdir(tmp_path)

@@ -41,5 +41,17 @@ def test_an_unknown_zone_is_refused_next_to_the_field(client, user):
         set_time_zone(user=user, time_zone="Mars/Olympus")
 
 
+@pytest.mark.parametrize("name", ["localtime", "Factory"])
+def test_a_zone_file_that_names_no_place_is_not_offered_nor_taken(client, user, name):
+    """``localtime`` follows the server's own setting and ``Factory`` is tzdata's placeholder: not a user's zone."""
+    client.force_login(user)
+    assert f'value="{name}"' not in client.get("/settings/").content.decode()
+    response = client.post("/settings/", {"time_zone": name})
+    assert f"{name} is not one of the available choices." in response.content.decode()
+    with pytest.raises(PreferenceError, match="Unknown time zone"):
+        set_time_zone(user=user, time_zone=name)
+    assert not UserPreference.objects.filter(user=user).exists()
+
+
 def test_settings_page_needs_sign_in(client):
     assert client.get("/settings/").status_code == 302

@@ -58,6 +58,44 @@ def test_create_refuses_an_unsupported_rule_with_a_field_error(api):
     assert not Series.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("FREQ=DAILY;BYHOUR=25", "BYHOUR value 25 is out of range."),
+        ("FREQ=DAILY;COUNT=2;UNTIL=20261231", "A rule ends either after COUNT occurrences or on UNTIL, not both."),
+        ("FREQ=DAILY;;", "“” is not KEY=VALUE."),
+        ("FREQ=DAILY;FREQ=WEEKLY", "FREQ is given twice."),
+        ("FREQ=DAILY;UNTIL=2026-12-31", "UNTIL must look like 20261231, 20261231T235959 or 20261231T235959Z."),
+        ("FREQ=DAILY;UNTIL=20270231", "UNTIL is not a real date."),
+    ],
+)
+def test_every_invalid_rule_is_a_rule_field_error(api, rule, message):
+    response = create(api, rule=rule)
+    assert response.status_code == 400
+    assert response.json() == {"detail": message, "code": "invalid_rule", "rule": [message]}
+    assert not Series.objects.exists() and not Task.objects.exists()
+
+
+def test_create_with_a_start_beyond_the_horizon_is_a_start_at_error(api):
+    start = (timezone.now() + timedelta(days=400)).astimezone(timezone.get_current_timezone()).replace(microsecond=0)
+    response = create(api, rule="FREQ=DAILY", start_at=start.isoformat())
+    message = f"The first occurrence ({start:%Y-%m-%d %H:%M} Asia/Seoul) must be within 365 days from now."
+    assert response.status_code == 400
+    assert response.json() == {"detail": message, "code": "invalid_rule", "start_at": [message]}
+    assert not Series.objects.exists() and not Task.objects.exists()
+
+
+def test_patch_start_beyond_the_horizon_is_refused_and_changes_nothing(api):
+    mine = create(api).json()
+    waiting = list(Task.objects.filter(series_id=mine["id"]).values_list("pk", "status", "reserved_at"))
+    response = api.patch(f"/api/series/{mine['id']}/", {"start_at": "2099-01-01T00:00"}, format="json")
+    message = "The first occurrence (2099-01-01 09:00 Asia/Seoul) must be within 365 days from now."  # BYHOUR=9
+    assert response.status_code == 400
+    assert response.json() == {"detail": message, "code": "invalid_rule", "start_at": [message]}
+    assert api.get(f"/api/series/{mine['id']}/").json() == mine
+    assert list(Task.objects.filter(series_id=mine["id"]).values_list("pk", "status", "reserved_at")) == waiting
+
+
 def test_create_refuses_scheduled_at(api):
     response = create(api, scheduled_at="2026-06-01T09:00:00+09:00")
     assert response.status_code == 400

@@ -7,7 +7,7 @@ import pytest
 from django.utils import translation
 
 from series.exceptions import RuleError
-from series.rules import next_after, parse_rule, resolve, summarize, upcoming
+from series.rules import SCAN_LIMIT, _local, build, next_after, parse_rule, resolve, summarize, upcoming
 
 NY = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -166,6 +166,13 @@ def test_parse_rule_refuses_what_it_does_not_support(text, message):
     with pytest.raises(RuleError) as caught:
         parse_rule(text)
     assert str(caught.value).startswith(message)
+    assert caught.value.field == "rule"  # a form marks the rule, the API answers {"rule": [...]}
+
+
+def test_parse_rule_refuses_an_until_that_is_not_a_real_date():
+    with pytest.raises(RuleError) as caught:
+        parse_rule("FREQ=DAILY;UNTIL=20260231")
+    assert (str(caught.value), caught.value.field) == ("UNTIL is not a real date.", "rule")
 
 
 def test_parse_rule_canonical_text():
@@ -196,3 +203,121 @@ def test_summary_in_english_and_korean():
         assert summarize(monthly, start=start, zone_name="Asia/Seoul") == (
             "매월 마지막 날 18:30, Asia/Seoul, 2026-12-31까지"
         )
+
+
+SUMMARY_START = datetime(2026, 3, 2, 7, 14, tzinfo=SEOUL)  # a Monday
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "FREQ=DAILY;BYDAY=MO,WE",
+        "FREQ=MONTHLY;BYMONTHDAY=13;BYDAY=FR",
+        "FREQ=YEARLY;BYMONTHDAY=30;BYDAY=MO",
+        "FREQ=HOURLY;INTERVAL=3;BYMINUTE=15",
+    ],
+)
+def test_summary_of_parts_it_cannot_say_is_the_rule_itself(text):
+    rule = parse_rule(text)
+    with translation.override("en"):
+        assert summarize(rule, start=SUMMARY_START, zone_name="Asia/Seoul") == (
+            f"Custom rule {rule.text} from 2026-03-02 07:14, Asia/Seoul"
+        )
+
+
+PARTS = {"BYDAY=MO,WE": ("Monday", "Wednesday"), "BYDAY=1MO": ("the first Monday",), "BYMONTHDAY=13": ("day 13",)}
+PARTS |= {"BYHOUR=9": ("09:",), "BYMINUTE=15": (":15",)}
+
+
+def _combinations():
+    for freq in ("MINUTELY", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"):
+        for mask in range(1 << len(PARTS)):
+            chosen = [part for i, part in enumerate(PARTS) if mask >> i & 1]
+            if not ("BYDAY=MO,WE" in chosen and "BYDAY=1MO" in chosen):
+                yield ";".join([f"FREQ={freq}", *chosen])
+
+
+@pytest.mark.parametrize("text", list(_combinations()))
+def test_summary_never_says_what_the_dates_contradict(text):
+    """Every combination of parts: the rule itself, or words that name each part and fit the dates."""
+    try:
+        rule = parse_rule(text)
+    except RuleError:  # a numbered weekday outside monthly and yearly rules
+        return
+    with translation.override("en"):
+        said = summarize(rule, start=SUMMARY_START, zone_name="Asia/Seoul")
+    if said == f"Custom rule {rule.text} from 2026-03-02 07:14, Asia/Seoul":
+        return
+    for part in text.split(";")[1:]:
+        assert all(word in said for word in PARTS[part]), (text, said)
+    got = [d.astimezone(SEOUL) for d in upcoming(rule, start=SUMMARY_START, zone=SEOUL, after=SUMMARY_START, limit=30)]
+    per_period = len(rule.byhour or [0]) * len(rule.byminute or [0]) * len(rule.byday or rule.bymonthday or [0])
+    period = {"Every day": "%Y-%m-%d", "Every month": "%Y-%m", "Every year": "%Y"}
+    for opening, key in period.items():
+        if said.startswith(opening + " "):  # "Every day", not "Every 3 days": one period after the other
+            counted = [d.strftime(key) for d in got]
+            assert max(counted.count(k) for k in counted) <= per_period, (text, said)
+    if rule.freq == "DAILY":
+        days = sorted({d.date() for d in got})
+        assert all((b - a).days == 1 for a, b in zip(days, days[1:], strict=False)), (text, said)
+
+
+# --- a start long ago: the expansion begins near the answer, with the same answers -----------------
+
+LONG_AGO_RULES = [
+    "FREQ=MINUTELY;INTERVAL=97",
+    "FREQ=HOURLY;INTERVAL=5;BYMINUTE=15,45",
+    "FREQ=DAILY",
+    "FREQ=DAILY;INTERVAL=3;BYHOUR=9,17",
+    "FREQ=WEEKLY;INTERVAL=2",
+    "FREQ=WEEKLY;BYDAY=MO,FR;BYHOUR=9;BYMINUTE=30",
+    "FREQ=MONTHLY",
+    "FREQ=MONTHLY;INTERVAL=5;BYMONTHDAY=31",
+    "FREQ=MONTHLY;BYDAY=-1FR",
+    "FREQ=MONTHLY;INTERVAL=2;BYDAY=MO;BYMONTHDAY=13",
+    "FREQ=YEARLY",
+    "FREQ=YEARLY;INTERVAL=3",
+    "FREQ=YEARLY;BYDAY=2SU",
+    "FREQ=DAILY;UNTIL=20300101",
+]
+
+
+def reference_next_after(rule, *, start, zone, after):
+    """next_after as it was: the expansion walks from the start itself."""
+    expanded = build(rule, start=start, zone=zone)
+    probe = max(_local(after, zone) - timedelta(hours=3), _local(start, zone).replace(microsecond=0))
+    for local in expanded.xafter(probe, count=SCAN_LIMIT, inc=True):
+        instant = resolve(local, zone)
+        if instant > after and instant >= start.replace(microsecond=0):
+            return instant
+    return None
+
+
+@pytest.mark.parametrize("text", LONG_AGO_RULES)
+@pytest.mark.parametrize(
+    "start",
+    [datetime(2023, 1, 31, 23, 59, 42, tzinfo=NY), datetime(2020, 2, 29, 2, 30, tzinfo=BERLIN)],
+    ids=["jan31-ny", "feb29-berlin"],
+)
+def test_a_start_years_back_gives_the_answers_of_a_walk_from_the_start(text, start):
+    rule = parse_rule(text)
+    zone = start.tzinfo
+    after = datetime(2026, 3, 8, 1, 0, tzinfo=UTC)  # New York's spring-forward day
+    for _ in range(4):
+        expected = reference_next_after(rule, start=start, zone=zone, after=after)
+        assert next_after(rule, start=start, zone=zone, after=after) == expected
+        if expected is None:
+            break
+        after = expected
+
+
+@pytest.mark.parametrize(
+    ("text", "period"),
+    [("FREQ=MINUTELY", timedelta(minutes=1)), ("FREQ=DAILY;INTERVAL=2", timedelta(days=2))],
+)
+def test_a_start_long_ago_is_not_walked_from(text, period):
+    """What dateutil walks is counted in periods from where the expansion begins: a few, not ten years' worth."""
+    start = datetime(1990, 1, 1, 9, 0, tzinfo=SEOUL)
+    probe = _local(datetime(2026, 12, 6, 12, 0, tzinfo=UTC), SEOUL)
+    begin = build(parse_rule(text), start=start, zone=SEOUL, near=probe)._dtstart
+    assert probe - 3 * period <= begin <= probe

@@ -68,6 +68,60 @@ def test_create_series_whose_rule_has_ended_is_refused(user):
     assert not Series.objects.exists() and not Task.objects.exists()
 
 
+def test_create_series_whose_first_occurrence_is_beyond_the_horizon_is_refused(
+    user, settings, django_capture_on_commit_callbacks
+):
+    settings.RESERVATION_MAX_HORIZON = 30 * 86400
+    start = timezone.now().astimezone(SEOUL).replace(second=0, microsecond=0) + timedelta(days=31)
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(RuleError) as caught:
+        make(user, "FREQ=DAILY", start)
+    assert caught.value.field == "start_at"
+    assert str(caught.value) == (
+        f"The first occurrence ({start:%Y-%m-%d %H:%M} Asia/Seoul) must be within 30 days from now."
+    )
+    assert not Series.objects.exists() and not Task.objects.exists() and callbacks == []
+
+
+def test_create_series_whose_rule_begins_beyond_the_horizon_is_refused(user, settings):
+    settings.RESERVATION_MAX_HORIZON = 20 * 86400
+    now = timezone.now().astimezone(SEOUL)
+    start = now + timedelta(days=1)  # within the horizon, but today's day of the month is next month's
+    with pytest.raises(RuleError) as caught:
+        make(user, f"FREQ=MONTHLY;BYMONTHDAY={now.day}", start)
+    assert caught.value.field == "start_at"
+    assert str(caught.value).endswith("must be within 20 days from now.")
+    assert not Series.objects.exists() and not Task.objects.exists()
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_change_series_start_beyond_the_horizon_is_refused_and_changes_nothing(
+    user, paused, django_capture_on_commit_callbacks
+):
+    series = make(user)
+    if paused:
+        services.pause_series(owner=user, series_id=series.pk)
+    before = Series.objects.filter(pk=series.pk).values().get()
+    tasks_before = list(Task.objects.filter(series=series).values_list("pk", "status", "reserved_at"))
+    far = timezone.now() + timedelta(days=366)
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(RuleError) as caught:
+        services.change_series(owner=user, series_id=series.pk, start_at=far, description="later")
+    assert caught.value.field == "start_at"
+    assert str(caught.value).endswith("must be within 365 days from now.")
+    assert Series.objects.filter(pk=series.pk).values().get() == before
+    assert list(Task.objects.filter(series=series).values_list("pk", "status", "reserved_at")) == tasks_before
+    assert callbacks == []
+
+
+def test_a_series_that_has_begun_keeps_a_next_occurrence_beyond_the_horizon(user):
+    """Only the first occurrence must be within the horizon; a later one waits for the reconciler."""
+    start = timezone.now().astimezone(SEOUL).replace(microsecond=0) - timedelta(days=30)
+    series = make(user, "FREQ=YEARLY;INTERVAL=2", start)
+    changed = services.change_series(owner=user, series_id=series.pk, description="every other year")
+    changed.refresh_from_db()
+    assert changed.next_at is not None and changed.next_at > timezone.now() + timedelta(days=365)
+    assert (changed.status, changed.description, reserved(changed)) == ("active", "every other year", [])
+
+
 def test_start_in_the_past_begins_with_the_next_future_occurrence(user):
     start = timezone.now().astimezone(SEOUL).replace(microsecond=0) - timedelta(days=3)
     series = make(user, "FREQ=DAILY", start)

@@ -67,6 +67,16 @@ def test_preview_returns_summary_and_five_dates(signed_in):
     assert bad == {"ok": False, "error": "FREQ must be one of MINUTELY, HOURLY, DAILY, WEEKLY, MONTHLY, YEARLY."}
 
 
+def test_preview_of_a_rule_it_cannot_say_in_words_shows_the_rule(signed_in):
+    before = timezone.localtime()
+    query = {"repeat-kind": "advanced", "repeat-advanced": "FREQ=DAILY;BYDAY=MO,WE"}
+    got = signed_in.get("/series/preview/", query).json()
+    starts = {f"{at:%Y-%m-%d %H:%M}" for at in (before, timezone.localtime())}  # the start is now
+    assert got["ok"] is True and got["rule"] == "FREQ=DAILY;BYDAY=MO,WE"
+    assert got["summary"] in {f"Custom rule FREQ=DAILY;BYDAY=MO,WE from {start}, Asia/Seoul" for start in starts}
+    assert len(got["upcoming"]) == 5 and {d[12:15] for d in got["upcoming"]} == {"Mon", "Wed"}
+
+
 def test_series_pages_and_controls(signed_in, user, other_user, client):
     start = (timezone.now() + timedelta(hours=1)).replace(microsecond=0)
     series = services.create_series(
@@ -199,6 +209,15 @@ def test_series_page_start_in_the_past_counts_from_there_and_may_end_the_series(
         ({"description": "  "}, "description", "This field is required."),
         ({"rule": "FREQ=SECONDLY"}, "rule", "FREQ must be one of MINUTELY, HOURLY, DAILY, WEEKLY, MONTHLY, YEARLY."),
         ({"zone": "Mars/Olympus"}, "zone", None),
+        ({"zone": "localtime"}, "zone", "Unknown time zone “localtime”."),  # the server's own, not a place
+        ({"zone": "Factory"}, "zone", "Unknown time zone “Factory”."),
+        ({"rule": "FREQ=DAILY;BYHOUR=25"}, "rule", "BYHOUR value 25 is out of range."),
+        ({"rule": "FREQ=DAILY;UNTIL=20270231"}, "rule", "UNTIL is not a real date."),
+        (
+            {"start_at": "2099-01-01T00:00"},
+            "start_at",
+            "The first occurrence (2099-01-01 00:00 Asia/Seoul) must be within 365 days from now.",
+        ),
     ],
 )
 def test_series_page_bad_input_is_a_form_error_and_changes_nothing(signed_in, user, change, field, message):
