@@ -35,8 +35,11 @@ CONTEXT_MAX_BYTES = 16 * 1024  # the context as compact UTF-8 JSON
 MAX_SUBJECT_LENGTH = 250  # characters of the rendered Subject (whitespace collapsed); far below the 998-octet line
 MAX_UTC_OFFSET = timedelta(hours=14)  # the widest offset in use (Kiribati, +14:00)
 
-# C0 controls, DEL, C1 controls, and the two Unicode line breaks the email package also splits lines on.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0 controls, DEL, C1 controls, the two Unicode line breaks the email package also splits lines on,
+# and lone surrogates (a JSON "\ud800" is text that no database or mail can hold).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# What a context string cannot hold: PostgreSQL's text and jsonb refuse U+0000, UTF-8 a lone surrogate.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _shown(text: str, limit: int = 100) -> str:
@@ -293,7 +296,20 @@ def _context_error(message: str, field: str) -> ReservationError:
     return ReservationError(message, field=field)
 
 
+def _check_text(value: str, field: str) -> None:
+    match = _UNSTORABLE.search(value)
+    if match:
+        raise _context_error(
+            _("The context holds a character that cannot be stored (U+%(code)04X); remove it.")
+            % {"code": ord(match.group())},
+            field,
+        )
+
+
 def _check_scalar(value: object, field: str) -> None:
+    if isinstance(value, str):
+        _check_text(value, field)
+        return
     if isinstance(value, float) and not math.isfinite(value):
         raise _context_error(
             _("The context holds a number that is not finite (NaN, Infinity, or too large); use finite numbers."),
@@ -323,8 +339,11 @@ def clean_context(context: object, *, field: str = "context") -> dict[str, Any]:
                 _("The context nests too deeply: at most %(depth)d levels of objects and lists.") % limits, field
             )
         children: Any = item.values() if isinstance(item, dict) else item
-        if isinstance(item, dict) and not all(isinstance(key, str) for key in item):
-            raise _context_error(_("The context must be an object with text keys."), field)
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                raise _context_error(_("The context must be an object with text keys."), field)
+            for key in item:
+                _check_text(key, field)
         for child in children:
             if isinstance(child, dict | list):
                 stack.append((child, depth + 1))

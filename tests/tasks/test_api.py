@@ -1,5 +1,6 @@
 """The REST API under /api/tasks/: every endpoint, every error code, owner isolation, idempotency, limits."""
 
+import json
 import re
 import threading
 from datetime import timedelta
@@ -690,3 +691,23 @@ def test_api_send_is_delivered_by_a_real_worker(transactional_db, user, worker, 
     ]
     wait_until(lambda: len(smtp.received) == 2, timeout=5, what="two messages at the SMTP sink")
     assert {r.message["Subject"] for r in smtp.received} == {"Welcome to reservemail, Ann"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"recipients": [{"address": "x@example.com", "name": "\ud800"}]}, "recipients"),
+        ({"recipients": ['"\ud800" <x@example.com>']}, "recipients"),
+        ({"context": {"message": "a\u0000b"}}, "context"),
+        ({"context": {"a\u0000": "b"}}, "context"),
+    ],
+    ids=["surrogate-name", "surrogate-quoted-name", "nul-value", "nul-key"],
+)
+def test_create_with_text_no_database_can_hold_is_400_and_stores_nothing(api, redis_conn, body, field):
+    """A lone surrogate (UTF-8 cannot encode it) or U+0000 (PostgreSQL refuses it): 400, not a 500 or a stuck row."""
+    raw = json.dumps({**SEND, **body})  # ASCII with \u escapes, as a client sends a lone surrogate
+    response = api.post("/api/tasks/", raw, content_type="application/json")
+    assert response.status_code == 400
+    assert field in response.json()
+    assert Task.objects.count() == 0
+    assert redis_conn.keys("rq:*") == []

@@ -232,7 +232,30 @@ def test_ensure_offset_text_accepts(text):
 
 def test_subject_check_uses_the_longest_address_and_refuses_control_characters():
     with pytest.raises(ReservationError, match="control character"):
-        clean_mail(MailSpec(template="welcome", recipients=("a@example.com",), context={"name": "a\u0000b"}))
+        clean_mail(MailSpec(template="welcome", recipients=("a@example.com",), context={"name": "a\u0007b"}))
     with pytest.raises(ReservationError, match="at most 250 are allowed") as info:
         clean_mail(MailSpec(template="welcome", recipients=("a@example.com",), context={"name": "x " * 200}))
     assert (info.value.field, info.value.code) == ("context", "subject_too_long")
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{"name": "a\u0000b"}, {"a\u0000": "b"}, {"list": ["ok", {"deep": "x\u0000"}]}, {"name": "\ud800"}, {"\udfff": 1}],
+    ids=["nul-value", "nul-key", "nul-deep", "surrogate-value", "surrogate-key"],
+)
+def test_context_text_that_cannot_be_stored_is_refused(context):
+    """PostgreSQL refuses U+0000 in text and jsonb, UTF-8 a lone surrogate: a 400 here, not a 500 at the INSERT."""
+    with pytest.raises(ReservationError, match="cannot be stored") as info:
+        clean_mail(MailSpec(template="welcome", recipients=("a@example.com",), context=context))
+    assert info.value.field == "context"
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [{"address": "x@example.com", "name": "\ud800"}, '"\ud800" <x@example.com>', "x\udc00@example.com"],
+    ids=["object-name", "quoted-name", "address"],
+)
+def test_a_lone_surrogate_in_a_recipient_is_refused(recipient):
+    with pytest.raises(ReservationError, match="U\\+D[8C]00") as info:
+        clean_mail(MailSpec(template="welcome", recipients=(recipient,), context={}))
+    assert info.value.field == "recipients"
