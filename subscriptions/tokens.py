@@ -71,7 +71,23 @@ def _page_path() -> tuple[str, str]:
 def unsubscribe_links(*, address: str, list_name: str) -> Links:
     """The absolute link to /u/<token>/ under SITE_URL, and a ``mailto:`` with the token in its subject when
     UNSUBSCRIBE_MAILTO is set."""
-    token = make_token(address=address, list_name=list_name)
+    return _links(make_token(address=address, list_name=list_name))
+
+
+# Where a real token would be: no signature, so the page and the mailbox answer that the link is not valid.
+SAMPLE_TOKEN = "sample-link-of-a-preview"  # noqa: S105 - a placeholder, deliberately not a credential
+
+
+def sample_links() -> Links:
+    """Links shaped as a recipient's, unsubscribing nobody: for what the sender sees (previews, copies).
+
+    Why: the token is the recipient's only credential, and suppressions hold for every sender's bulk
+    mail; a sender who could preview a copy for any address would get a working link for it.
+    """
+    return _links(SAMPLE_TOKEN)
+
+
+def _links(token: str) -> Links:
     before, after = _page_path()
     url = f"{settings.SITE_URL.rstrip('/')}{before}{token}{after}"
     mailbox = settings.UNSUBSCRIBE_MAILTO

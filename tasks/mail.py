@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives
 from django.template import Context, Engine
 
-from subscriptions.tokens import Links, unsubscribe_links
+from subscriptions.tokens import Links, sample_links, unsubscribe_links
 from tasks.recipients import StoredRecipient
 from tasks.relay import is_relay_refused
 
@@ -118,10 +118,12 @@ def _render_parts(
     return subject, body, html
 
 
-def _bulk_links(template: str, recipient: str) -> Links | None:
-    """The recipient's unsubscribe links for a bulk template; None for a transactional one."""
+def _bulk_links(template: str, recipient: str, *, sample: bool = False) -> Links | None:
+    """The recipient's unsubscribe links for a bulk template (or ``sample`` ones); None for a transactional one."""
     meta = template_meta(template)
-    return unsubscribe_links(address=recipient, list_name=meta.list_name) if meta.bulk else None
+    if not meta.bulk:
+        return None
+    return sample_links() if sample else unsubscribe_links(address=recipient, list_name=meta.list_name)
 
 
 def render_message(
@@ -132,6 +134,7 @@ def render_message(
     message_id: str,
     to: str | None = None,
     subject_prefix: str = "",
+    sample_links: bool = False,
 ) -> EmailMultiAlternatives:
     """Render the template for one recipient into a message carrying the fixed Message-ID.
 
@@ -139,9 +142,10 @@ def render_message(
     name, tasks.recipients.Recipient.header), the address itself when not given. A bulk template's
     copy gets ``unsubscribe_url`` in its context and the RFC 2369/8058 headers List-Unsubscribe
     (that link, and a mailto: where UNSUBSCRIBE_MAILTO is set) and List-Unsubscribe-Post.
+    ``sample_links``: links that unsubscribe nobody, for a copy the sender sees (subscriptions.tokens.sample_links).
     """
     headers = {"Message-ID": message_id}
-    links = _bulk_links(template, recipient)
+    links = _bulk_links(template, recipient, sample=sample_links)
     if links is not None:
         headers["List-Unsubscribe"] = links.header()
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

@@ -2,8 +2,8 @@
 
 Nothing is written and nothing is queued: the mail is checked as a create checks it (tasks.validation),
 then one recipient's copy is rendered by tasks.mail.render_message with that recipient's merge data
-over the shared context (tasks.recipients.Recipient.merged_context) and, for a bulk template, its
-unsubscribe link: the same call the worker's send loop makes.
+over the shared context (tasks.recipients.Recipient.merged_context): the same call the worker's send
+loop makes. A bulk template's unsubscribe link is a sample: the recipient's own is not the sender's to see.
 """
 
 from __future__ import annotations
@@ -50,7 +50,11 @@ def choose_recipient(mail: MailSpec, chosen: str | None) -> Recipient:
 
 
 def render_copy(mail: MailSpec, recipient: Recipient, *, subject_prefix: str = "") -> Preview:
-    """Render ``recipient``'s copy of a cleaned ``mail`` exactly as tasks.delivery.send does."""
+    """Render ``recipient``'s copy of a cleaned ``mail`` as tasks.delivery.send does, for the sender to see.
+
+    Only the unsubscribe link differs: a sample that unsubscribes nobody, since the real one is the
+    recipient's credential (subscriptions.tokens.sample_links).
+    """
     message = render_message(
         template=mail.template,
         context=recipient.merged_context(mail.context),
@@ -58,6 +62,7 @@ def render_copy(mail: MailSpec, recipient: Recipient, *, subject_prefix: str = "
         message_id=new_message_id(),
         to=recipient.header(),
         subject_prefix=subject_prefix,
+        sample_links=True,
     )
     html = next((_plain(content) for content, mimetype in message.alternatives if mimetype == "text/html"), None)
     return Preview(recipient=recipient.label(), subject=_plain(message.subject), text=_plain(message.body), html=html)

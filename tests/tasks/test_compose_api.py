@@ -2,10 +2,12 @@
 that a preview creates and sends nothing, that a test goes only to the requester, through a real worker."""
 
 from email.header import decode_header, make_header
+from urllib.parse import urlsplit
 
 import pytest
 
-from subscriptions.tokens import unsubscribe_links
+from subscriptions.models import Suppression
+from subscriptions.tokens import sample_links, unsubscribe_links
 from tasks.models import Delivery, Task
 from tests.harness import wait_until
 from tests.tasks.test_api import body_of, client_for
@@ -66,10 +68,13 @@ def test_preview_of_a_chosen_recipient_uses_the_shared_context(api, redis_conn):
     assert_nothing_created(redis_conn)
 
 
-def test_preview_of_a_bulk_template_carries_the_recipients_unsubscribe_link(api, redis_conn):
+def test_preview_of_a_bulk_template_shows_a_sample_link_that_unsubscribes_nobody(api, client, redis_conn):
+    """The recipient's link is the recipient's credential: whoever previews a copy for an address gets a sample."""
     body = {"template": "newsletter", "recipients": ["r@example.com"], "context": {"title": "June", "body": "News"}}
     response = api.post("/api/tasks/preview/", {**body, "description": "x"}, format="json")
-    link = unsubscribe_links(address="r@example.com", list_name="newsletter").url
+    link = sample_links().url
+    real = unsubscribe_links(address="r@example.com", list_name="newsletter").url
+    assert real.rsplit("/u/", 1)[1] not in response.content.decode()
     body = response.json()
     assert (body["recipient"], body["subject"]) == ("r@example.com", "June")
     assert (
@@ -77,6 +82,9 @@ def test_preview_of_a_bulk_template_carries_the_recipients_unsubscribe_link(api,
     )
     assert f'<a href="{link}">Unsubscribe</a>' in body["html"]
     assert_nothing_created(redis_conn)
+    one_click = client.post(urlsplit(link).path, {"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 400
+    assert not Suppression.objects.exists()
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import re
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from subscriptions.tokens import sample_links, unsubscribe_links
 from tasks.models import Delivery, Task
 from tests.tasks.test_views import field_errors, form_data
 
@@ -180,6 +181,23 @@ def test_the_copy_a_recipient_got_is_rendered_from_its_delivery(signed_in, user,
     assert signed_in.get(f"/tasks/{task.pk}/deliveries/{kim.pk + 1}/").status_code == 404
     signed_in.force_login(other_user)
     assert signed_in.get(f"/tasks/{task.pk}/deliveries/{kim.pk}/").status_code == 404
+
+
+def test_the_copy_of_a_bulk_mail_shows_a_sample_unsubscribe_link_not_the_recipients(signed_in, user):
+    """The sender sees what the recipient got, except the recipient's own link (their only credential)."""
+    task = Task.objects.create(
+        owner=user,
+        template="newsletter",
+        recipients=[],
+        context={"title": "June", "body": "News"},
+        description="x",
+        status="finished",
+    )
+    kim = Delivery.objects.create(task=task, address="kim@example.com")
+    page = signed_in.get(f"/tasks/{task.pk}/deliveries/{kim.pk}/").content.decode()
+    real = unsubscribe_links(address="kim@example.com", list_name="newsletter").url
+    assert real.rsplit("/u/", 1)[1].rstrip("/") not in page
+    assert sample_links().url in srcdoc(page)
 
 
 def test_remove_this_file_forgets_the_kept_csv_and_keeps_what_was_typed(signed_in, redis_conn):
