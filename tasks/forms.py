@@ -257,9 +257,12 @@ class ReservationEditForm(MailForm):
 
     def changes(self) -> ReservationChanges:
         data = self.cleaned_data
-        typed = data["recipients"].strip()
+        typed = data["recipients"]  # the text, or the entries with a CSV file's (MailForm.clean)
+        # Compared entry by entry, not as text: a browser sends a textarea's line breaks as CRLF.
+        entries = list(typed) if isinstance(typed, tuple) else split_list(typed)
+        kept = entries == split_list(self.shown["recipients"])
         return ReservationChanges(
-            recipients=typed if typed != self.shown["recipients"].strip() else None,
+            recipients=None if kept else typed,
             template=data["template"],
             context=data["context"],
             description=data["description"],

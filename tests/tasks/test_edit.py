@@ -623,3 +623,35 @@ def test_claim_waits_for_an_open_edit_and_then_reads_the_edited_row(transactiona
     claimer.join(20)
     assert edit_out == {"result": None}
     assert claim_out == {"result": (True, ({"name": "first"}, ["z@example.com"]))}
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_edit_form_recipients_typed_back_as_a_browser_sends_them_keep_their_data(
+    signed_in, user, django_capture_on_commit_callbacks, newline
+):
+    """A browser sends a textarea's line breaks as CRLF: recipients left as shown are still unchanged."""
+    own = {"address": "r2@example.com", "name": "", "context": {"name": "Own"}}
+    mail = MailSpec(template="welcome", recipients=("r1@example.com", own), context={"name": "Shared"})
+    due = timezone.now() + timedelta(hours=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        task = services.reserve_task(owner=user, scheduled_at=due, mail=mail, description="Hello")
+    data = shown_form(signed_in, task)
+    typed = newline.join(data["recipients"].split("\n")) + newline  # a trailing line break too
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_in.post(f"/tasks/{task.pk}/edit/", {**data, "recipients": typed, "description": "Hi"})
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert task.description == "Hi"
+    assert task.recipients == ["r1@example.com", {"address": "r2@example.com", "context": {"name": "Own"}}]
+    assert "recipients" not in task.log
+
+
+def test_edit_form_with_a_csv_text_posted_takes_its_recipients(signed_in, user, django_capture_on_commit_callbacks):
+    """The edit page has no file field; a posted CSV text is read as the mail form reads it, not a 500."""
+    task = reserve(user, django_capture_on_commit_callbacks)
+    data = {**shown_form(signed_in, task), "recipients": "", "recipients_csv": "email,name\nc@example.com,Cee\n"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_in.post(f"/tasks/{task.pk}/edit/", data)
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert [entry["address"] if isinstance(entry, dict) else entry for entry in task.recipients] == ["c@example.com"]
