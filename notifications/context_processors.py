@@ -35,6 +35,7 @@ def live_strings(language: str | None) -> dict[str, Any]:
         "stop": _("Stop"),
         "close": _("Close"),
         "confirm_cancel": _("Cancel mail #%(id)s?"),
+        "confirm_stop": _("Stop sending mail #%(id)s? What went out already stays sent."),
         "repeats": repeats_labels(),
     }
 

@@ -287,7 +287,8 @@
     var form = event.target.closest(".cancel-form");
     if (!form) return;
     var li = form.closest(".live-entry");
-    var question = strings.confirm_cancel.replace("%(id)s", li.dataset.taskId);
+    var asked = li.dataset.phase === "running" ? strings.confirm_stop : strings.confirm_cancel;
+    var question = asked.replace("%(id)s", li.dataset.taskId);
     if (!window.confirm(question)) event.preventDefault();
   });
 

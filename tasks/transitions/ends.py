@@ -161,6 +161,7 @@ def stop(*, task_id: int, who: str, now: datetime) -> Stopped | None:
         target=S.CANCELED,
         where=_running(task_id, row[1]),
         ended_at=now,
+        progress=sent * 100 // total if total else 0,  # what went out, not the last heartbeat's figure
         log=append_log(f"stopped by {who}: {sent} of {total} sent"),
     )
     task = _reload(task_id)

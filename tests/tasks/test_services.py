@@ -147,6 +147,7 @@ def _running_with(user, statuses):
         description="r",
         template="welcome",
         recipients=[f"r{i}@example.com" for i in range(len(statuses))],
+        progress=10,  # a heartbeat's figure from before the last sends
     )
     for i, status in enumerate(statuses):
         Delivery.objects.create(task=task, address=f"r{i}@example.com", message_id=f"<{i}@x>", status=status)
@@ -161,6 +162,9 @@ def test_cancel_task_stops_running_task_and_says_what_went_out(user, django_capt
     assert (result.stopped, result.sent, result.total) == (True, 2, 4)
     assert result.message == f"Mail #{task.pk} stopped: 2 of 4 sent."
     assert task.status == "canceled" and "stopped by alice: 2 of 4 sent" in task.log
+    assert task.progress == 50  # what went out, not the last heartbeat's figure
+    entry = Notification.objects.get(owner=user, name="task_progress").payload["data"][0]
+    assert (entry["status"], entry["progress"]) == ("canceled", 50)
     statuses = list(Delivery.objects.filter(task=task).order_by("pk").values_list("status", flat=True))
     assert statuses == ["sent", "sending", "canceled", "canceled"]
 
