@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,11 +64,18 @@ def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=True)  # noqa: S603
 
 
+def base_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of every process started here: ``environ`` and this run's defaults."""
+    env = dict(environ, PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="reservemail.settings")
+    env.setdefault("SITE_URL", f"http://{HOST}:{PORT}")  # unsubscribe links in mail point at this server
+    return env
+
+
 def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     (VAR / "redis").mkdir(exist_ok=True)
     (VAR / "mail").mkdir(exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="reservemail.settings")
+    env = base_env(os.environ)
     procs: list[subprocess.Popen] = []
     try:
         if "REDIS_URL" not in env:
