@@ -12,13 +12,17 @@ def empty_payload() -> dict:
 class Notification(models.Model):
     """The latest state of one kind of notice (``task_progress``, ``task_reserve``, ...) for a user."""
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications", verbose_name=_("owner")
+    )
     name = models.CharField(_("name"), max_length=64)
     payload = models.JSONField(_("payload"), default=empty_payload)
     timestamp = models.FloatField(_("timestamp"), default=0.0, db_index=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["owner", "name"], name="notification_one_per_owner_name")]
         indexes = [models.Index(fields=["owner", "timestamp"], name="notification_owner_ts")]

@@ -61,7 +61,7 @@ class DeliveryInline(admin.TabularInline):
 class AdminMailForm(MailForm):
     """The mail form plus the user the send belongs to."""
 
-    owner = forms.ModelChoiceField(queryset=get_user_model().objects.order_by("username"), label=_("Owner"))
+    owner = forms.ModelChoiceField(queryset=get_user_model().objects.order_by("username"), label=gettext_lazy("Owner"))
     field_order = ["owner", "template", "recipients", "description", "context", "reserve", "scheduled_at"]
 
 

@@ -27,7 +27,9 @@ class Task(models.Model):
         FINISHED = "finished", _("Finished")
         CANCELED = "canceled", _("Canceled")
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks", verbose_name=_("owner")
+    )
     name = models.CharField(_("job"), max_length=200, default=SEND_MAIL_JOB)
     description = models.CharField(_("description"), max_length=200)
     template = models.CharField(_("template"), max_length=100)
@@ -50,10 +52,17 @@ class Task(models.Model):
     subject_prefix = models.CharField(_("subject prefix"), max_length=40, blank=True, default="")
     # The series this task is an occurrence of (series.Series); a string reference, so no import.
     series = models.ForeignKey(
-        "series.Series", on_delete=models.SET_NULL, null=True, blank=True, related_name="occurrences"
+        "series.Series",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="occurrences",
+        verbose_name=_("series"),
     )
 
     class Meta:
+        verbose_name = _("task")
+        verbose_name_plural = _("tasks")
         ordering = ["-created_at", "-pk"]
         indexes = [
             models.Index(fields=["owner", "status", "reserved_at"], name="task_owner_status_due"),
@@ -129,7 +138,7 @@ class Delivery(models.Model):
         CANCELED = "canceled", _("Not sent (stopped)")
         SUPPRESSED = "suppressed", _("Suppressed (unsubscribed)")
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="deliveries")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("task"))
     address = AddressField(_("address"), max_length=254)
     name = models.CharField(_("name"), max_length=200, blank=True, default="")
     context = models.JSONField(_("recipient context"), default=dict, blank=True)
@@ -141,6 +150,8 @@ class Delivery(models.Model):
     lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
         ordering = ["pk"]
         constraints = [models.UniqueConstraint(fields=["task", "address"], name="delivery_one_per_address")]
         # Full indexes, not partial ones: SQLite uses a partial index only when it can prove the
@@ -171,7 +182,9 @@ class IdempotencyKey(models.Model):
     IDEMPOTENCY_KEY_TTL seconds.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("user")
+    )
     key = models.CharField(_("key"), max_length=255)
     fingerprint = models.CharField(_("request fingerprint"), max_length=64)
     response_status = models.PositiveSmallIntegerField(_("response status"))
@@ -179,6 +192,8 @@ class IdempotencyKey(models.Model):
     created_at = models.DateTimeField(_("created at"), db_index=True)
 
     class Meta:
+        verbose_name = _("idempotency key")
+        verbose_name_plural = _("idempotency keys")
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_one_per_user_key")]
 
     def __str__(self) -> str:

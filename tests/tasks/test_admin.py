@@ -431,3 +431,20 @@ def test_reserve_and_edit_pages_share_one_breadcrumbs_trail(admin_client, user, 
 
 def test_edit_page_of_a_missing_task_is_404(admin_client):
     assert admin_client.get(f"{CHANGELIST}999999/edit/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "language, words, foreign",
+    [("en", ["Owner", "Tasks"], "소유자"), ("ko", ["소유자", "메일 작업", "알림"], "Tasks")],
+)
+def test_admin_labels_follow_the_request_language(admin_client, language, words, foreign):
+    """Labels are translated when a page is drawn, not once when the module is loaded."""
+    for other in ("ko", "en"):  # whichever language a label might have been frozen in
+        admin_client.get("/admin/tasks/task/add/", HTTP_ACCEPT_LANGUAGE=other)
+    pages = "".join(
+        admin_client.get(url, HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        for url in ("/admin/tasks/task/add/", "/admin/")
+    )
+    for word in words:
+        assert word in pages
+    assert foreign not in pages
