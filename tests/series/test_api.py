@@ -170,3 +170,11 @@ def test_list_with_a_blank_page_is_a_documented_400(api):
     response = api.get("/api/series/?page=")
     assert response.status_code == 400
     assert response.json() == {"page": ["This field may not be blank."]}
+
+
+def test_a_start_with_an_offset_no_zone_has_is_a_start_at_error(api):
+    """The check is the reservation's (tasks.validation.ensure_offset_text); its error names the series' field."""
+    response = create(api, start_at="2027-01-05T09:00:00+15:00")
+    assert response.status_code == 400
+    assert "start_at" in response.json() and "scheduled_at" not in response.json()
+    assert not Series.objects.exists()
