@@ -17,6 +17,13 @@ def recipient_label(entry: object) -> str:
 
 
 @register.filter
+def recipient_data(entry: object) -> list[tuple[str, object]]:
+    """A stored recipient's own merge data as (name, value) pairs, none for a bare address: its delivery's to be."""
+    context = entry.get("context") if isinstance(entry, dict) else None
+    return list(context.items()) if isinstance(context, dict) else []
+
+
+@register.filter
 def context_preview(text: str | None) -> str:
     """A task's stored context text (selectors annotate it as ``context_text``), bounded and never recursing."""
     return preview_json(text)

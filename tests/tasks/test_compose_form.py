@@ -2,9 +2,11 @@
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from subscriptions.tokens import sample_links, unsubscribe_links
 from tasks.models import Delivery, Task
@@ -208,3 +210,25 @@ def test_remove_this_file_forgets_the_kept_csv_and_keeps_what_was_typed(signed_i
     assert 'id="csv-review"' not in page and "kim@example.com" not in page
     assert 'value="June news"' in page and 'class="errorlist' not in page
     assert (Task.objects.count(), redis_conn.keys("rq:*")) == (0, [])
+
+
+def test_task_page_shows_each_recipients_data_before_it_is_sent(signed_in, user):
+    """A reservation has no deliveries yet: its recipients' own data is read from the task, to check before it goes."""
+    task = Task.objects.create(
+        owner=user,
+        template="welcome",
+        recipients=[
+            "a@example.com",
+            {"address": "kim@example.com", "name": "김민준", "context": {"message": "<b>월요일</b>"}},
+        ],
+        description="x",
+        status="reserved",
+        reserved_at=timezone.now() + timedelta(hours=1),
+    )
+    page = signed_in.get(f"/tasks/{task.pk}/").content.decode()
+    assert "<td>김민준 &lt;kim@example.com&gt;</td>" in page
+    assert '<div><span class="muted">message:</span> &lt;b&gt;월요일&lt;/b&gt;</div>' in page
+
+
+def test_admin_pages_name_the_sites_icon(admin_client):
+    assert 'rel="icon" href="/static/img/favicon.svg"' in admin_client.get("/admin/").content.decode()
