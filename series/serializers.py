@@ -13,7 +13,7 @@ from series.rules import parse_rule, summarize
 from tasks.serializers import (
     ClosedSerializer,
     LocalDateTimeField,
-    RecipientLabelField,
+    RecipientOutputField,
     TaskCreateInputSerializer,
     TextField,
 )
@@ -62,7 +62,7 @@ class SeriesChangeInputSerializer(ClosedSerializer):
 
 
 class SeriesOutputSerializer(serializers.ModelSerializer):
-    recipients = serializers.ListField(child=RecipientLabelField(), read_only=True)
+    recipients = serializers.ListField(child=RecipientOutputField(), read_only=True)
     summary = serializers.SerializerMethodField(help_text=_("The rule in plain language."))
 
     class Meta:

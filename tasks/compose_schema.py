@@ -38,6 +38,7 @@ class RecipientFieldScheme(OpenApiSerializerFieldExtension):
     """A recipient in the schema: one of a string (``address`` or ``Name <address>``) or a Recipient object."""
 
     target_class = RecipientInputField
+    match_subclasses = True  # the output field (RecipientOutputField) gives back the same shapes
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
         component = auto_schema.resolve_serializer(RecipientSerializer, direction)

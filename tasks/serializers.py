@@ -7,7 +7,6 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
@@ -16,7 +15,7 @@ from tasks.display import read_stored
 from tasks.exceptions import ReservationError
 from tasks.mail import available_templates
 from tasks.models import Delivery, Task
-from tasks.recipients import label_of
+from tasks.recipients import label_of, parse_stored
 from tasks.validation import aware_in_zone, clean_recipient, ensure_offset_text
 
 
@@ -39,14 +38,6 @@ class LocalDateTimeField(serializers.DateTimeField):
             return check(value)
         except ReservationError as exc:
             raise serializers.ValidationError(exc.message, code=exc.code) from None
-
-
-@extend_schema_field(OpenApiTypes.STR)
-class RecipientLabelField(serializers.Field):
-    """A stored recipient as text: ``address`` or ``Name <address>`` (what the create endpoint accepts)."""
-
-    def to_representation(self, value: Any) -> str:
-        return label_of(value)
 
 
 @extend_schema_field({"type": "object", "additionalProperties": {}, "nullable": True})
@@ -109,6 +100,22 @@ class RecipientInputField(serializers.Field):
         return value
 
 
+class RecipientOutputField(RecipientInputField):
+    """A stored recipient as the create endpoint takes it back: ``address`` or ``Name <address>``, or the object
+    with its own ``context`` when it has one. Why: a client that reads a task and sends its recipients back (a
+    PATCH) must not drop what each recipient carries; a label alone cannot hold it."""
+
+    def to_representation(self, value: Any) -> Any:
+        recipient = parse_stored(value)
+        if not recipient.context:
+            return label_of(value)
+        return {
+            "address": recipient.address,
+            **({"name": recipient.name} if recipient.name else {}),
+            "context": recipient.context,
+        }
+
+
 class ClosedSerializer(serializers.Serializer):
     """An input serializer that refuses fields it does not know, naming each, instead of dropping them."""
 
@@ -143,7 +150,7 @@ class DeliveryOutputSerializer(serializers.ModelSerializer):
 
 
 class TaskOutputSerializer(serializers.ModelSerializer):
-    recipients = serializers.ListField(child=RecipientLabelField(), read_only=True)
+    recipients = serializers.ListField(child=RecipientOutputField(), read_only=True)
     context = StoredContextField()  # type: ignore[assignment]  # a field, not .context
 
     class Meta:

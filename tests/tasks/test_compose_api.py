@@ -1,10 +1,12 @@
 """POST /api/tasks/preview/ and /api/tasks/test/, and object recipients on create: what each answers,
 that a preview creates and sends nothing, that a test goes only to the requester, through a real worker."""
 
+from datetime import timedelta
 from email.header import decode_header, make_header
 from urllib.parse import urlsplit
 
 import pytest
+from django.utils import timezone
 
 from subscriptions.models import Suppression
 from subscriptions.tokens import sample_links, unsubscribe_links
@@ -134,14 +136,30 @@ def test_object_recipient_errors_are_keyed_by_index(api, redis_conn):
     assert_nothing_created(redis_conn)
 
 
-def test_object_recipients_are_stored_and_listed_by_label(api, user, django_capture_on_commit_callbacks):
+def test_object_recipients_are_stored_and_listed_as_they_were_given(api, user, django_capture_on_commit_callbacks):
+    """One with its own data comes back as the object, one without as its label: either can be sent back as it is."""
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post("/api/tasks/", BODY, format="json")
     assert response.status_code == 201
     task = Task.objects.get()
     assert task.recipients == [KIM, {"address": "lee@example.com", "name": "Lee"}]
-    assert response.json() == body_of(task, recipients=["김민준 <kim@example.com>", "Lee <lee@example.com>"])
+    assert response.json() == body_of(task, recipients=[KIM, "Lee <lee@example.com>"])
     assert response.json()["is_test"] is False
+
+
+def test_a_reservations_recipients_read_and_sent_back_keep_their_own_data(
+    api, user, redis_conn, django_capture_on_commit_callbacks
+):
+    """GET then PATCH the same recipients (what a generated client does): nothing a recipient carries is lost."""
+    due = (timezone.now() + timedelta(hours=2)).isoformat()
+    with django_capture_on_commit_callbacks(execute=True):
+        created = api.post("/api/tasks/", {**BODY, "scheduled_at": due}, format="json")
+    task_id = created.json()["id"]
+    shown = api.get(f"/api/tasks/{task_id}/").json()["recipients"]
+    with django_capture_on_commit_callbacks(execute=True):
+        patched = api.patch(f"/api/tasks/{task_id}/", {"recipients": shown}, format="json")
+    assert patched.status_code == 200, patched.json()
+    assert Task.objects.get(pk=task_id).recipients == [KIM, {"address": "lee@example.com", "name": "Lee"}]
 
 
 def test_test_send_without_an_address_on_the_account_is_refused(other_user, redis_conn):
@@ -171,7 +189,8 @@ def test_object_recipients_and_a_test_send_are_delivered_by_a_real_worker(transa
     tested = api.post("/api/tasks/test/", {**BODY, "recipient": "kim@example.com"}, format="json")
     assert tested.status_code == 201, tested.json()
     test_task = Task.objects.get(pk=tested.json()["id"])
-    assert tested.json() == body_of(test_task, recipients=["김민준 <alice@example.com>"])
+    alice = {"address": "alice@example.com", "name": "김민준", "context": KIM["context"]}
+    assert tested.json() == body_of(test_task, recipients=[alice])
     assert (test_task.is_test, test_task.status in ("queued", "running", "finished")) == (True, True)
     assert test_task.description == "Spring class"  # the body's; without one, "Test of welcome"
     for task_id in (created.json()["id"], test_task.pk):
