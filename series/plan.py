@@ -26,6 +26,7 @@ from tasks.mail import MailSpec
 from tasks.services.change import cancel_reserve
 from tasks.services.create import reserve_task
 from tasks.services.submit import ensure_send_quota
+from tasks.validation import beyond_horizon
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +61,6 @@ def parsed(series: Series) -> tuple[rules.Rule, ZoneInfo]:
 
 def _earliest(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.RESERVATION_MIN_LEAD) + MARGIN
-
-
-def beyond_horizon(at: datetime, *, now: datetime) -> bool:
-    """Whether ``at`` is too far ahead to be reserved now (RESERVATION_MAX_HORIZON, as tasks' reservation check)."""
-    return at > now + timedelta(seconds=settings.RESERVATION_MAX_HORIZON)
 
 
 def ensure_begins_in_horizon(rule: rules.Rule, zone: ZoneInfo, *, start_at: datetime, now: datetime) -> None:

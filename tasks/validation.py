@@ -68,12 +68,17 @@ def ensure_reservable(scheduled_at: datetime, *, now: datetime) -> None:
             % {"seconds": settings.RESERVATION_MIN_LEAD},
             field="scheduled_at",
         )
-    if scheduled_at > now + timedelta(seconds=settings.RESERVATION_MAX_HORIZON):
+    if beyond_horizon(scheduled_at, now=now):
         raise ReservationError(
             _("The reservation time must be within %(days)d days from now.")
             % {"days": settings.RESERVATION_MAX_HORIZON // 86400},
             field="scheduled_at",
         )
+
+
+def beyond_horizon(at: datetime, *, now: datetime) -> bool:
+    """Whether ``at`` is too far ahead to be reserved now (RESERVATION_MAX_HORIZON): one test for tasks and series."""
+    return at > now + timedelta(seconds=settings.RESERVATION_MAX_HORIZON)
 
 
 def ensure_utc_offset(value: datetime) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 
 from tasks.display import preview_json
-from tasks.recipients import label_of
+from tasks.recipients import StoredRecipient, label_of, parse_stored
 
 register = template.Library()
 
@@ -17,10 +17,9 @@ def recipient_label(entry: object) -> str:
 
 
 @register.filter
-def recipient_data(entry: object) -> list[tuple[str, object]]:
+def recipient_data(entry: StoredRecipient) -> list[tuple[str, object]]:
     """A stored recipient's own merge data as (name, value) pairs, none for a bare address: its delivery's to be."""
-    context = entry.get("context") if isinstance(entry, dict) else None
-    return list(context.items()) if isinstance(context, dict) else []
+    return list(parse_stored(entry).context.items())
 
 
 @register.filter
