@@ -25,6 +25,10 @@ def _event(rig, kind: str, address: str) -> bool:
     return any(e[0] == kind and e[1] == address for e in list(rig.sink.handler.events))
 
 
+def _settled(task_pk: int, address: str) -> bool:
+    return Delivery.objects.filter(task_id=task_pk, address=address, status=Delivery.Status.SENT).exists()
+
+
 KNOBS = {"before_data": "rcpt_delay_for", "inside_data": "data_delay_for", "lost_reply": "reply_delay_for"}
 
 
@@ -44,6 +48,10 @@ def test_worker_killed_mid_send_is_recovered(rig, owners, capsys, where):
         owner=owners[0], mail=MailSpec(template="welcome", recipients=THREE, context={}), description=where
     )
     wait_until(lambda: _event(rig, "rcpt" if where == "before_data" else "data", "k2@example.com"), timeout=30)
+    # The worker pipelines k2's commands behind k1's message, so the sink can see k2's RCPT a few
+    # milliseconds before the worker has committed k1's 250: a kill in that gap is k1's own lost-reply
+    # window (the lost_reply case). This case is about k2, so it kills once k1 is on record.
+    wait_until(lambda: _settled(task.pk, "k1@example.com"), timeout=30)
     victim = rig.worker_of_task(task.pk)
     assert victim is not None
     killed_at = time.time()
