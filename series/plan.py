@@ -64,14 +64,16 @@ def _earliest(now: datetime) -> datetime:
 
 
 def ensure_begins_in_horizon(rule: rules.Rule, zone: ZoneInfo, *, start_at: datetime, now: datetime) -> None:
-    """Raise RuleError (field ``start_at``) if the rule's first occurrence from ``start_at`` is beyond the horizon.
+    """Raise RuleError (field ``start_at``) if the series would begin beyond the horizon.
 
-    Nothing could be reserved for such a series: a door would answer "created" or "changed" with no
-    occurrence waiting. Later occurrences beyond the horizon are normal (each is reserved as time goes
-    on), and a start in the past has begun already, so only the very first occurrence is checked.
+    It begins at its first occurrence, or, when the rule itself leaves a gap after a start within
+    the horizon (yearly on the first Monday, created the day after it), at that start: such a
+    series is created with only ``next_at`` set, and the reconciler reserves the occurrence once it
+    is within the horizon, as it does for every later one. A start beyond the horizon would answer
+    "created" for a series that reserves nothing for more than the horizon: refused.
     """
     first = rules.next_after(rule, start=start_at, zone=zone, after=start_at - timedelta(microseconds=1))
-    if first is not None and beyond_horizon(first, now=now):
+    if first is not None and beyond_horizon(first, now=now) and beyond_horizon(start_at, now=now):
         raise RuleError(
             _("The first occurrence (%(when)s) must be within %(days)d days from now.")
             % {"when": f"{first:%Y-%m-%d %H:%M} {zone.key}", "days": settings.RESERVATION_MAX_HORIZON // 86400},

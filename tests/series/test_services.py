@@ -82,15 +82,21 @@ def test_create_series_whose_first_occurrence_is_beyond_the_horizon_is_refused(
     assert not Series.objects.exists() and not Task.objects.exists() and callbacks == []
 
 
-def test_create_series_whose_rule_begins_beyond_the_horizon_is_refused(user, settings):
+def test_a_rule_whose_first_occurrence_lies_beyond_the_horizon_waits_for_it(user, settings):
+    """The start is within the horizon and the rule leaves a gap (yearly on the first Monday, created
+    the day after): the series is created with only next_at set; the reconciler reserves it later."""
     settings.RESERVATION_MAX_HORIZON = 20 * 86400
     now = timezone.now().astimezone(SEOUL)
     start = now + timedelta(days=1)  # within the horizon, but today's day of the month is next month's
-    with pytest.raises(RuleError) as caught:
-        make(user, f"FREQ=MONTHLY;BYMONTHDAY={now.day}", start)
-    assert caught.value.field == "start_at"
-    assert str(caught.value).endswith("must be within 20 days from now.")
-    assert not Series.objects.exists() and not Task.objects.exists()
+    series = make(user, f"FREQ=MONTHLY;BYMONTHDAY={now.day}", start)
+    series.refresh_from_db()
+    assert series.status == "active" and reserved(series) == []
+    assert series.next_at is not None and series.next_at.astimezone(SEOUL).day == now.day
+    assert series.next_at > timezone.now() + timedelta(days=20)
+    settings.RESERVATION_MAX_HORIZON = 40 * 86400  # as if time had moved on: it is within the horizon now
+    assert reconcile_series() == [series.pk]
+    [(_pk, due)] = reserved(series)
+    assert due == series.next_at
 
 
 @pytest.mark.parametrize("paused", [False, True])
