@@ -10,6 +10,7 @@ import django_rq
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import translation
 
 from tests.harness import RedisServer, SmtpSink, start_registered_worker, stop_process, worker_env
 
@@ -113,6 +114,15 @@ def fast_lead(settings):  # noqa: ANN001, ANN201
     """Allow reservations a couple of seconds ahead, so end-to-end tests run in real time."""
     settings.RESERVATION_MIN_LEAD = 1
     return settings
+
+
+@pytest.fixture(autouse=True)
+def default_language() -> Iterator[None]:
+    """Every test starts in LANGUAGE_CODE: a request through the test client leaves its language
+    active in this thread (LocaleMiddleware), and a Korean page would make the next test's messages Korean."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)
