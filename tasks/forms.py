@@ -18,7 +18,7 @@ from tasks.mail import available_templates, template_variables
 from tasks.models import Task
 from tasks.recipients import label_of, split_list
 from tasks.services import ReservationChanges
-from tasks.validation import CONTEXT_MAX_DEPTH, aware_in_zone
+from tasks.validation import CONTEXT_MAX_DEPTH, aware_in_zone, ensure_time_of_day
 
 CONTEXT_PREFIX = "ctx_"
 # Labels of the context names our templates use; any other name is shown as written.
@@ -42,10 +42,12 @@ class LocalDateTimeField(forms.DateTimeField):
     def to_python(self, value: Any) -> datetime | None:  # type: ignore[override]
         if value in self.empty_values:
             return None
-        parsed = value if isinstance(value, datetime) else BaseTemporalField.to_python(self, value)
-        if not isinstance(parsed, datetime):  # a date-only value from a subclass's formats
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
         try:
+            if isinstance(value, str):
+                ensure_time_of_day(value)  # Django reads a date alone as midnight
+            parsed = value if isinstance(value, datetime) else BaseTemporalField.to_python(self, value)
+            if not isinstance(parsed, datetime):  # a date-only value from a subclass's formats
+                raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
             return aware_in_zone(parsed)
         except ReservationError as exc:
             raise forms.ValidationError(exc.message, code=exc.code) from None

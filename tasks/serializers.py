@@ -16,17 +16,19 @@ from tasks.exceptions import ReservationError
 from tasks.mail import available_templates
 from tasks.models import Delivery, Task
 from tasks.recipients import label_of, parse_stored
-from tasks.validation import aware_in_zone, clean_recipient, ensure_offset_text
+from tasks.validation import aware_in_zone, clean_recipient, ensure_offset_text, ensure_time_of_day
 
 
 class LocalDateTimeField(serializers.DateTimeField):
     """ISO 8601 with the form's rules (tasks.validation.aware_in_zone): a time without an offset is read in
     the user's zone and refused if it does not exist or happens twice there; offsets beyond ±14:00 or with
-    minutes of 60 or more are refused, not rounded."""
+    minutes of 60 or more are refused, not rounded; a date without a time of day is refused, not read as
+    midnight."""
 
     def to_internal_value(self, value: Any) -> datetime:
         if isinstance(value, str):
             self._checked(ensure_offset_text, value)
+            self._checked(ensure_time_of_day, value)
         return super().to_internal_value(value)
 
     def enforce_timezone(self, value: datetime) -> datetime:

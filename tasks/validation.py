@@ -13,7 +13,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from django.conf import settings
@@ -109,6 +109,23 @@ def ensure_offset_text(text: str) -> None:
             code="invalid_offset",
             field="scheduled_at",
         )
+
+
+def ensure_time_of_day(text: str) -> None:
+    """Raise ReservationError if ``text`` is a date without a time of day (``2026-12-25``, ``20261225``).
+
+    Python and Django read a date alone as midnight; a client that sent one did not mean 00:00 in the
+    user's zone, and the time a mail goes out is not to be guessed.
+    """
+    try:
+        date.fromisoformat(text.strip())
+    except ValueError:
+        return  # a date and time, or not a date at all: the field's own parsing answers that
+    raise ReservationError(
+        _("Give a time of day with the date, e.g. 2026-12-25T09:00 (your time zone) or 2026-12-25T09:00+09:00."),
+        code="date_only",
+        field="scheduled_at",
+    )
 
 
 def aware_in_zone(value: datetime, zone: tzinfo | None = None) -> datetime:

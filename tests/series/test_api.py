@@ -85,6 +85,13 @@ def test_create_with_a_start_beyond_the_horizon_is_a_start_at_error(api):
     assert not Series.objects.exists() and not Task.objects.exists()
 
 
+def test_create_with_a_date_alone_as_start_is_a_start_at_error(api):
+    response = create(api, rule="FREQ=DAILY", start_at="2027-01-10")
+    assert response.status_code == 400
+    assert response.json()["start_at"][0].startswith("Give a time of day with the date")
+    assert not Series.objects.exists() and not Task.objects.exists()
+
+
 def test_patch_start_beyond_the_horizon_is_refused_and_changes_nothing(api):
     mine = create(api).json()
     waiting = list(Task.objects.filter(series_id=mine["id"]).values_list("pk", "status", "reserved_at"))

@@ -75,6 +75,9 @@ def with_number(context_json_key, number):
 NEW_YORK = "America/New_York"
 DST_GAP = "2027-03-14T02:30"  # the clocks skip from 02:00 to 03:00
 DST_AMBIGUOUS = "2027-11-07T01:30"  # 01:00-02:00 happens twice
+# A date without a time of day: refused, not read as midnight in the user's zone.
+DATE_ONLY = ["2027-01-10", "20270110", "2027-W02-7"]
+DATE_ONLY_MESSAGE = "Give a time of day with the date"
 BAD_OFFSETS = ["2027-01-10T10:00+14:60", "2027-01-10T10:00+15:00", "2027-01-10T10:00-14:30", "2027-01-10T10:00+09:75"]
 
 NAMED = [

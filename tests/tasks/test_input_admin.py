@@ -15,6 +15,8 @@ from tests.tasks.input_cases import (
     BAD_CONTEXT_IDS,
     BAD_CONTEXTS,
     BAD_OFFSETS,
+    DATE_ONLY,
+    DATE_ONLY_MESSAGE,
     DEEP,
     DST_AMBIGUOUS,
     DST_GAP,
@@ -109,8 +111,9 @@ def test_deeply_nested_context_is_a_form_error(
         (DST_GAP, "does not exist in America/New_York"),
         (DST_AMBIGUOUS, "happens twice in America/New_York"),
         *[(when, "Enter a valid date/time.") for when in BAD_OFFSETS],
+        *[(when, DATE_ONLY_MESSAGE) for when in DATE_ONLY],
     ],
-    ids=["dst-gap", "dst-ambiguous", *[f"offset-{w[-6:]}" for w in BAD_OFFSETS]],
+    ids=["dst-gap", "dst-ambiguous", *[f"offset-{w[-6:]}" for w in BAD_OFFSETS], *[f"date-{w}" for w in DATE_ONLY]],
 )
 def test_impossible_times_are_a_form_error(
     admin_client, admin_user, data, redis_conn, django_capture_on_commit_callbacks, when, piece

@@ -14,6 +14,8 @@ from tests.tasks.input_cases import (
     BAD_CONTEXT_IDS,
     BAD_CONTEXTS,
     BAD_OFFSETS,
+    DATE_ONLY,
+    DATE_ONLY_MESSAGE,
     DEEP,
     DST_AMBIGUOUS,
     DST_GAP,
@@ -266,6 +268,13 @@ def test_the_same_local_times_with_an_offset_are_read_as_given(new_yorker, djang
 def test_offsets_beyond_14_hours_or_with_60_minutes_are_400(api, redis_conn, django_capture_on_commit_callbacks, when):
     response, callbacks = post(api, django_capture_on_commit_callbacks, {**SEND, "scheduled_at": when})
     refused(response, "scheduled_at", "UTC offset")
+    assert_nothing_happened(redis_conn, callbacks)
+
+
+@pytest.mark.parametrize("when", DATE_ONLY)
+def test_a_date_without_a_time_of_day_is_400(api, redis_conn, django_capture_on_commit_callbacks, when):
+    response, callbacks = post(api, django_capture_on_commit_callbacks, {**SEND, "scheduled_at": when})
+    refused(response, "scheduled_at", DATE_ONLY_MESSAGE)
     assert_nothing_happened(redis_conn, callbacks)
 
 

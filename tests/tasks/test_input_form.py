@@ -12,6 +12,8 @@ from tests.tasks.input_cases import (
     BAD_CONTEXT_IDS,
     BAD_CONTEXTS,
     BAD_OFFSETS,
+    DATE_ONLY,
+    DATE_ONLY_MESSAGE,
     DEEP,
     DST_AMBIGUOUS,
     DST_GAP,
@@ -139,8 +141,9 @@ def new_yorker(signed_in, user):
         (DST_GAP, "2027-03-14 02:30 does not exist in America/New_York"),
         (DST_AMBIGUOUS, "2027-11-07 01:30 happens twice in America/New_York"),
         *[(when, "Enter a valid date/time.") for when in BAD_OFFSETS],  # the picker has no offset to give
+        *[(when, DATE_ONLY_MESSAGE) for when in DATE_ONLY],
     ],
-    ids=["dst-gap", "dst-ambiguous", *[f"offset-{w[-6:]}" for w in BAD_OFFSETS]],
+    ids=["dst-gap", "dst-ambiguous", *[f"offset-{w[-6:]}" for w in BAD_OFFSETS], *[f"date-{w}" for w in DATE_ONLY]],
 )
 def test_impossible_times_are_a_field_error(new_yorker, redis_conn, django_capture_on_commit_callbacks, when, piece):
     data = form_data(reserve="on", scheduled_at=when)
