@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class Series(models.Model):
@@ -47,3 +49,14 @@ class Series(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.description}"
+
+    def status_in_sentence(self) -> str:
+        """The status as a word inside a sentence ("Series #3 is paused and ..."); get_status_display is a label."""
+        return str(STATUS_IN_SENTENCE[self.status])
+
+
+STATUS_IN_SENTENCE: dict[str, Promise] = {
+    Series.Status.ACTIVE: pgettext_lazy("status in a sentence", "active"),
+    Series.Status.PAUSED: pgettext_lazy("status in a sentence", "paused"),
+    Series.Status.ENDED: pgettext_lazy("status in a sentence", "ended"),
+}

@@ -107,7 +107,7 @@ def _locked(owner: Owner, series_id: int, allowed: tuple[str, ...], action: str)
     if series.status not in allowed:
         raise SeriesStateError(
             _("Series #%(id)s is %(status)s and cannot be %(action)s.")
-            % {"id": series.pk, "status": series.get_status_display(), "action": action},
+            % {"id": series.pk, "status": series.status_in_sentence(), "action": action},
             code=f"series_{series.status}",
         )
     return series

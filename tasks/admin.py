@@ -271,7 +271,7 @@ class TaskAdmin(admin.ModelAdmin):
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
             return None
         self.log_addition(request, task, _("created through the admin (%s)") % task.get_status_display())
-        status = task.get_status_display()
+        status = task.status_in_sentence()
         self.message_user(request, _("Mail #%(id)s is %(status)s.") % {"id": task.pk, "status": status})
         return task
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from reservemail.addresses import AddressField
 from tasks.exceptions import TaskStateError
@@ -89,6 +91,10 @@ class Task(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.description}"
 
+    def status_in_sentence(self) -> str:
+        """The status as a word inside a sentence ("Mail #21 is reserved."); get_status_display is a label."""
+        return str(STATUS_IN_SENTENCE[self.status])
+
     @property
     def is_cancellable(self) -> bool:
         return self.status in CANCELLABLE
@@ -102,12 +108,19 @@ class Task(models.Model):
         if new_status not in TRANSITIONS[self.status]:
             raise TaskStateError(
                 _("Task #%(id)s is %(status)s and cannot become %(new)s.")
-                % {"id": self.pk, "status": self.get_status_display(), "new": Task.Status(new_status).label},
+                % {"id": self.pk, "status": self.status_in_sentence(), "new": STATUS_IN_SENTENCE[new_status]},
                 code="invalid_state",
             )
 
 
 S = Task.Status
+STATUS_IN_SENTENCE: dict[str, Promise] = {
+    S.QUEUED: pgettext_lazy("status in a sentence", "queued"),
+    S.RESERVED: pgettext_lazy("status in a sentence", "reserved"),
+    S.RUNNING: pgettext_lazy("status in a sentence", "running"),
+    S.FINISHED: pgettext_lazy("status in a sentence", "finished"),
+    S.CANCELED: pgettext_lazy("status in a sentence", "canceled"),
+}
 # The allowed moves. RUNNING -> QUEUED is a transient failure handed back for a retry.
 TRANSITIONS: dict[str, set[str]] = {
     S.QUEUED: {S.RUNNING, S.CANCELED},

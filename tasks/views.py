@@ -173,7 +173,7 @@ def edit(request: AuthedRequest, task_id: int) -> HttpResponse:
 
 
 def _shown(task: Task) -> dict[str, object]:
-    return {"id": task.pk, "status": task.get_status_display()}
+    return {"id": task.pk, "status": task.status_in_sentence()}
 
 
 @login_required

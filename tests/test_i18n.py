@@ -11,8 +11,8 @@ from django.core.management import call_command
 LOCALE = Path(__file__).resolve().parent.parent / "locale"
 
 
-def read_po(path: Path) -> dict[tuple[str, str | None], tuple[list[str], bool]]:
-    """A small .po reader: {(msgid, msgid_plural): ([msgstr...], fuzzy)} without the header."""
+def read_po(path: Path) -> dict[tuple[str | None, str, str | None], tuple[list[str], bool]]:
+    """A small .po reader: {(msgctxt, msgid, msgid_plural): ([msgstr...], fuzzy)} without the header."""
     entries: dict = {}
     for block in path.read_text(encoding="utf-8").split("\n\n"):
         fields: dict[str, str] = {}
@@ -30,14 +30,14 @@ def read_po(path: Path) -> dict[tuple[str, str | None], tuple[list[str], bool]]:
                 fields[key] = ast.literal_eval(value)
         if fields.get("msgid"):
             strs = [v for k, v in sorted(fields.items()) if k.startswith("msgstr")]
-            entries[(fields["msgid"], fields.get("msgid_plural"))] = (strs, fuzzy)
+            entries[(fields.get("msgctxt"), fields["msgid"], fields.get("msgid_plural"))] = (strs, fuzzy)
     return entries
 
 
 def test_every_korean_string_is_translated():
     entries = read_po(LOCALE / "ko" / "LC_MESSAGES" / "django.po")
     assert len(entries) > 100  # the reader found the catalog
-    missing = [msgid for (msgid, _), (strs, fuzzy) in entries.items() if fuzzy or not all(strs)]
+    missing = [msgid for (_, msgid, _), (strs, fuzzy) in entries.items() if fuzzy or not all(strs)]
     assert missing == []
 
 
@@ -46,10 +46,12 @@ def test_committed_mo_matches_po(language):
     directory = LOCALE / language / "LC_MESSAGES"
     with (directory / "django.mo").open("rb") as handle:
         catalog = gettext.GNUTranslations(handle)
-    for (msgid, plural), (strs, fuzzy) in read_po(directory / "django.po").items():
+    for (context, msgid, plural), (strs, fuzzy) in read_po(directory / "django.po").items():
         if fuzzy or not all(strs):
             continue
-        if plural is None:
+        if context is not None:
+            assert catalog.pgettext(context, msgid) == strs[0], f"stale .mo for {msgid!r}: run compilemessages"
+        elif plural is None:
             assert catalog.gettext(msgid) == strs[0], f"stale .mo for {msgid!r}: run compilemessages"
         else:
             assert catalog.ngettext(msgid, plural, 2) == strs[0], f"stale .mo for {msgid!r}: run compilemessages"
@@ -78,5 +80,5 @@ def test_every_string_in_the_code_is_in_the_korean_catalog(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     call_command("makemessages", locale=["ko"], verbosity=0)
     entries = read_po(tmp_path / "locale" / "ko" / "LC_MESSAGES" / "django.po")
-    missing = [msgid for (msgid, _), (strs, fuzzy) in entries.items() if fuzzy or not all(strs)]
+    missing = [msgid for (_, msgid, _), (strs, fuzzy) in entries.items() if fuzzy or not all(strs)]
     assert missing == [], "new or changed strings: run makemessages -l ko, translate them, compilemessages"

@@ -45,7 +45,7 @@ def test_pause_resume_skip_end_actions(admin_client, user):
     assert not Task.objects.filter(status="reserved").exists()
     response = act(admin_client, "pause_selected", [first.pk])
     html = response.content.decode()
-    assert "Done for 0 series." in html and f"#{first.pk}: Series #{first.pk} is Paused and cannot be paused." in html
+    assert "Done for 0 series." in html and f"#{first.pk}: Series #{first.pk} is paused and cannot be paused." in html
     act(admin_client, "resume_selected", [first.pk])
     assert Task.objects.filter(series=first, status="reserved").count() == 1
     before = Series.objects.get(pk=first.pk).next_at

@@ -141,7 +141,7 @@ def test_actions_pause_resume_skip_end(api):
     again = api.post(url + "pause/")
     assert again.status_code == 409
     assert again.json() == {
-        "detail": f"Series #{mine['id']} is Paused and cannot be paused.",
+        "detail": f"Series #{mine['id']} is paused and cannot be paused.",
         "code": "series_paused",
     }
     resumed = api.post(url + "resume/").json()

@@ -278,7 +278,7 @@ def test_add_view_reserves_through_the_service(admin_client, user, redis_conn, d
         )
     task = Task.objects.get()
     assert response.redirect_chain == [(f"{CHANGELIST}{task.pk}/change/", 302)]
-    assert [m.message for m in response.context["messages"]] == [f"Mail #{task.pk} is Reserved."]
+    assert [m.message for m in response.context["messages"]] == [f"Mail #{task.pk} is reserved."]
     assert (task.owner, task.status, task.reserved_at) == (user, "reserved", local)
     assert task.recipients == ["a@example.com", "b@example.com"] and task.context == {"name": "B"}
     assert scheduled(redis_conn, task.pk) == scheduler.release_time(local).timestamp()

@@ -368,7 +368,7 @@ def test_task_page_links_to_the_edit_form_only_while_reserved(signed_in, user, d
     assert "/edit/" not in signed_in.get(f"/tasks/{task.pk}/").content.decode()
     response = signed_in.get(f"/tasks/{task.pk}/edit/", follow=True)
     assert response.redirect_chain == [(f"/tasks/{task.pk}/", 302)]
-    assert f"Mail #{task.pk} can no longer be edited: it is Running." in response.content.decode()
+    assert f"Mail #{task.pk} can no longer be edited: it is running." in response.content.decode()
 
 
 def test_edit_form_is_prefilled_from_the_task_in_the_users_zone(signed_in, user, django_capture_on_commit_callbacks):
