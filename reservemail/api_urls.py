@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path, re_path
-from drf_spectacular.views import SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from notifications.api import NotificationPollView
@@ -25,7 +25,8 @@ def api_urlpatterns() -> list[URLPattern | URLResolver]:
         path("auth/token/", TokenLoginView.as_view(), name="api-token"),
         path("auth/", include("rest_framework.urls")),
         path("schema/", EnglishSchemaView.as_view(), name="api-schema"),
-        path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+        # The split view serves Swagger UI's start-up script from a URL, not inline: the pages' policy holds.
+        path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
         path("redoc/", OfflineRedocView.as_view(url_name="api-schema"), name="api-redoc"),
         path("", include(router.urls)),
         re_path(r"^(?P<rest>.*)$", not_found),

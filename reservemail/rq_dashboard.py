@@ -26,8 +26,14 @@ from django_rq import stats_views
 from django_rq.admin import QueueAdmin
 from django_rq.urls import get_admin_urlpatterns
 
+from reservemail import csp
+
 PERMISSION = "django_rq.admin"
 View = Callable[..., HttpResponse]
+
+
+# django-rq's own templates run inline scripts (select all, confirm): its pages alone allow them.
+DASHBOARD_CSP = csp.policy(script_src="'self' 'unsafe-inline'")
 
 
 def guard(view: View, *, site: admin.AdminSite = admin.site, current_app: str | None = None) -> View:
@@ -38,7 +44,9 @@ def guard(view: View, *, site: admin.AdminSite = admin.site, current_app: str | 
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if current_app:
             request.current_app = current_app
-        return checked(request, *args, **kwargs)
+        response = checked(request, *args, **kwargs)
+        response[csp.HEADER] = DASHBOARD_CSP
+        return response
 
     return wrapper
 

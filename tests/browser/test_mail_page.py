@@ -95,6 +95,11 @@ def open_page(browser, base_url, *, locale, errors):
     context.add_init_script(PHASE_RECORDER)
     page = context.new_page()
     page.on("pageerror", lambda exc: errors.append(f"{locale}: {exc}"))
+    # The pages' Content-Security-Policy (reservemail.csp) must refuse nothing they need.
+    page.on(
+        "console",
+        lambda message: "Content Security Policy" in message.text and errors.append(f"{locale}: {message.text}"),
+    )
     page.goto(base_url + "/")
     assert "/accounts/login/" in page.url
     page.fill("#id_username", "alice")
