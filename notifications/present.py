@@ -52,6 +52,14 @@ def present_reserve_entries(
     return presented
 
 
+def _in_zone(entries: list[dict[str, Any]], tz: tzinfo) -> list[dict[str, Any]]:
+    """The entries with ``reserved_at`` in the reader's zone, as task_reserve gives it (stored in UTC)."""
+    return [
+        {**entry, "reserved_at": _due(entry["reserved_at"], tz)[1]} if entry.get("reserved_at") else entry
+        for entry in entries
+    ]
+
+
 def present_rows(
     rows: Iterable[Notification], *, now: datetime, language: str, tz: tzinfo, grace_seconds: float
 ) -> list[dict[str, Any]]:
@@ -63,5 +71,7 @@ def present_rows(
             data = prune_entries(list(data or []), now_ts=now.timestamp(), grace_seconds=grace_seconds)
             if row.name == "task_reserve":
                 data = present_reserve_entries(data, now=now, language=language, tz=tz)  # type: ignore[arg-type]
+            else:
+                data = _in_zone(data, tz)  # type: ignore[arg-type]
         items.append({"name": row.name, "data": data, "timestamp": row.timestamp})
     return items

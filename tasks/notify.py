@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import UTC
 from typing import Any
 
 from notifications.services import merge_notification, merge_notifications
@@ -18,7 +19,8 @@ def _entry(task: Task) -> dict:
         "description": task.description,
         "progress": task.progress,
         "failed": task.failed,
-        "reserved_at": task.reserved_at.isoformat() if task.reserved_at else None,
+        # In UTC whatever zone the door had; a poll gives it in the reader's (notifications.present).
+        "reserved_at": task.reserved_at.astimezone(UTC).isoformat() if task.reserved_at else None,
     }
     if task.series_id is not None:  # an occurrence of a series: the panel labels it ("repeats weekly")
         entry["repeats"] = repeats_of(task.series_id)

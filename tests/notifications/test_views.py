@@ -78,9 +78,10 @@ def test_poll_computes_time_left_at_read_time_in_the_users_language(signed_in, u
     assert "remaining_seconds" not in stored and "remaining_text" not in stored, "derived values are never stored"
 
 
-def test_poll_gives_reserved_at_with_the_users_offset(signed_in, user):
+@pytest.mark.parametrize("name", ["task_reserve", "task_progress"])
+def test_poll_gives_reserved_at_with_the_users_offset(signed_in, user, name):
     due = datetime(2031, 5, 1, 3, 0, tzinfo=UTC)
-    merge_notification(owner_id=user.pk, name="task_reserve", data=reserve_entry(7, due))
+    merge_notification(owner_id=user.pk, name=name, data=reserve_entry(7, due))
     assert signed_in.get("/notifications/").json()[0]["data"][0]["reserved_at"] == "2031-05-01T12:00:00+09:00"
 
     signed_in.post("/settings/", {"time_zone": "America/New_York"})
