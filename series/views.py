@@ -73,7 +73,11 @@ def series_change(request: AuthedRequest, series_id: int) -> HttpResponse:
         try:
             changed = found_or_404(services.change_series, owner=request.user, series_id=series.pk, **changes)
         except ReservemailError as exc:
-            form.add_error(_field_of(form, exc), exc.message)
+            if (field := _field_of(form, exc)) is None:  # the series' state or the quota: no field to mark
+                messages.error(request, exc.message)
+                # As it is now (ended in another tab: no change form), with what was typed kept otherwise.
+                return _page(request, found_or_404(get_series_shown_of, request.user, series_id), form)
+            form.add_error(field, exc.message)
         else:
             messages.success(request, _changed_message(changed))
             return redirect("series:detail", series_id=series.pk)

@@ -257,9 +257,24 @@ def test_series_page_change_refused_by_the_service_rolls_everything_back(signed_
     later = timezone.now() + timedelta(days=2)
     response = signed_in.post(f"/series/{series.pk}/change/", {**data, "start_at": typed(later), "description": "x"})
     form = response.context["change_form"]
-    assert list(form.errors) == ["__all__"] and form.non_field_errors()[0].startswith("Daily send limit reached")
+    [message] = [m.message for m in response.context["messages"]]
+    assert message.startswith("Daily send limit reached") and not form.errors  # no field to mark: said on top
+    assert form["description"].value() == "x"  # what was typed is kept
     assert state(series) == before  # the waiting occurrence was canceled inside the rolled-back transaction
     assert Task.objects.filter(series=series).count() == 1
+
+
+def test_series_page_change_of_a_series_ended_meanwhile_says_so(signed_in, user):
+    series = daily(user, (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0))
+    data = shown(signed_in.get(f"/series/{series.pk}/").context["change_form"])
+    signed_in.post(f"/series/{series.pk}/end/", follow=True)  # in another tab
+    before = state(series)
+    response = signed_in.post(f"/series/{series.pk}/change/", {**data, "description": "x"})
+    assert response.status_code == 200
+    assert [m.message for m in response.context["messages"]] == [f"Series #{series.pk} is ended and cannot be changed."]
+    page = response.content.decode()
+    assert response.context["series"].status == "ended" and "Change the series" not in page
+    assert state(series) == before
 
 
 def test_series_page_without_changes_changes_nothing(signed_in, user):
