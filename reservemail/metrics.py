@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-from hmac import compare_digest
-
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from reservemail.monitoring import may_monitor
 from tasks.metrics import collect_metrics, render_prometheus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _authorized(request: HttpRequest) -> bool:
-    if getattr(request.user, "is_staff", False):
-        return True
-    token = settings.METRICS_TOKEN
-    header = request.headers.get("Authorization", "")
-    return (
-        bool(token) and header.startswith("Bearer ") and compare_digest(header.removeprefix("Bearer ").strip(), token)
-    )
 
 
 @never_cache
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
     """Render the metrics; 401 without a staff session or the METRICS_TOKEN bearer token."""
-    if not _authorized(request):
+    if not may_monitor(request):
         response = HttpResponse("Authentication required: a staff session or METRICS_TOKEN.\n", status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         response["Content-Type"] = "text/plain; charset=utf-8"

@@ -10,10 +10,12 @@ from django.shortcuts import redirect, render
 from django.utils import formats, timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from reservemail.exceptions import ReservemailError
 from reservemail.http import AuthedRequest, found_or_404
+from reservemail.monitoring import may_monitor
 from series.forms import RepeatForm
 from series.services import create_series
 from tasks import services
@@ -235,8 +237,16 @@ def reschedule(request: AuthedRequest, task_id: int) -> HttpResponse:
     return _back(request)
 
 
+@never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """The health report as JSON: 200 when all is well, 503 when something needs attention."""
+    """200 when all is well, 503 when something needs attention; the report itself for staff or METRICS_TOKEN.
+
+    Anyone (a load balancer's probe) gets ``ok`` and the status code only: the details name hosts,
+    workers, errors and the relay's answer, which are for operators.
+    """
     report = health_report()
-    return JsonResponse(report, status=200 if report["ok"] else 503)
+    status = 200 if report["ok"] else 503
+    if not may_monitor(request):
+        return JsonResponse({"ok": report["ok"], "time": report["time"]}, status=status)
+    return JsonResponse(report, status=status)

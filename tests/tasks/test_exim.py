@@ -27,6 +27,7 @@ pytestmark = [
     pytest.mark.skipif(exim_available() is not None, reason=exim_available() or ""),
     pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command makes the test CA"),
 ]
+MONITOR = {"Authorization": "Bearer t-monitor"}  # /healthz gives its details to METRICS_TOKEN
 
 SENDER = "reservemail <noreply@mail.reservemail.kr>"
 KOREAN = {"name": "김민수", "title": "6월 소식", "body": "안녕하세요, 새 소식입니다.", "when": "6월 3일"}
@@ -172,7 +173,8 @@ def test_without_the_ca_tasks_stay_pending_and_after_the_fix_a_restarted_worker_
     assert exim.delivered() == []
     report = health_report()
     assert report["relay"]["refused"] is True and "certificate verify failed" in report["relay"]["reason"]
-    response = client.get("/healthz")
+    fast_lead.METRICS_TOKEN = "t-monitor"  # fast_lead is pytest-django's settings
+    response = client.get("/healthz", headers=MONITOR)
     assert response.status_code == 503
     assert response.json()["relay"]["refused"] is True
 

@@ -76,18 +76,35 @@ def test_health_report_with_redis_frozen_takes_at_most_the_probe_timeout(setting
     assert took < health.PROBE_TIMEOUT + 1
 
 
-def test_healthz_is_503_json_when_something_is_wrong(client):
-    response = client.get("/healthz")
+def test_healthz_is_503_json_when_something_is_wrong(client, settings):
+    settings.METRICS_TOKEN = "s3cret-metrics-token"
+    response = client.get("/healthz", headers={"Authorization": "Bearer s3cret-metrics-token"})
     assert response.status_code == 503
     body = response.json()
     assert set(body) >= {"ok", "database", "redis", "workers", "scheduler", "scheduler_running", "overdue"}
     assert body["ok"] is False
 
 
+@pytest.mark.django_db
+def test_healthz_tells_anyone_else_only_whether_all_is_well(client, settings, user, django_user_model):
+    """The details (hosts, workers, errors, the relay's answer) are for staff and the METRICS_TOKEN bearer."""
+    settings.METRICS_TOKEN = "s3cret-metrics-token"
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = client.get("/healthz", headers=headers)
+        assert response.status_code == 503 and set(response.json()) == {"ok", "time"}
+    client.force_login(user)  # signed in, not staff
+    assert set(client.get("/healthz").json()) == {"ok", "time"}
+    staff = django_user_model.objects.create_user(username="ops", password="pw-ops-123", is_staff=True)
+    client.force_login(staff)
+    assert "problems" in client.get("/healthz").json()
+
+
 @pytest.mark.e2e
-def test_healthz_is_200_with_a_live_worker_and_scheduler(client, transactional_db, worker):
+def test_healthz_is_200_with_a_live_worker_and_scheduler(client, transactional_db, worker, settings):
     wait_until(lambda: health.health_report()["ok"], timeout=30, what="worker and scheduler to be live")
-    response = client.get("/healthz")
+    assert client.get("/healthz").json()["ok"] is True  # anyone: the status alone
+    settings.METRICS_TOKEN = "s3cret-metrics-token"
+    response = client.get("/healthz", headers={"Authorization": "Bearer s3cret-metrics-token"})
     assert response.status_code == 200, response.json()["problems"]
     body = response.json()
     assert body["workers"] == {"high": 1, "default": 1, "low": 1}

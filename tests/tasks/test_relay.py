@@ -33,6 +33,7 @@ pytestmark = [
     pytest.mark.django_db,
     pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command makes the test CA"),
 ]
+MONITOR = {"Authorization": "Bearer t-monitor"}  # /healthz gives its details to METRICS_TOKEN
 
 KOREAN = "안녕하세요, 예약 메일입니다."
 
@@ -199,7 +200,8 @@ def test_without_the_ca_tasks_stay_pending_health_says_refused_and_after_the_fix
         assert report["relay"]["refused"] is True
         assert "certificate verify failed" in report["relay"]["reason"]
         assert any(p.startswith("relay refused: SSLCertVerificationError") for p in report["problems"])
-        response = client.get("/healthz")
+        settings.METRICS_TOKEN = "t-monitor"
+        response = client.get("/healthz", headers=MONITOR)
         assert response.status_code == 503
         assert response.json()["relay"]["refused"] is True
 
