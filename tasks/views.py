@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -168,8 +169,10 @@ def edit(request: AuthedRequest, task_id: int) -> HttpResponse:
                 % {"id": task.pk, "when": _when(task), "zone": timezone.get_current_timezone_name()},
             )
             return redirect("tasks:detail", task_id=task.pk)
-    if request.method == "POST":
+    if request.method == "POST" and set(form.errors) - {NON_FIELD_ERRORS}:
         messages.error(request, _("The reservation was not changed. Please correct the marked fields."))
+    elif request.method == "POST":  # the state (sent meanwhile) or the quota: the form says which, no field to mark
+        messages.error(request, _("The reservation was not changed."))
     context = {"form": form, "task": task, "template_names": template_context_names()}
     return render(request, "tasks/edit.html", context)
 

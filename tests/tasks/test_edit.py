@@ -461,6 +461,7 @@ def test_edit_form_when_the_send_started_meanwhile_says_so(signed_in, user, djan
     assert response.context["form"].non_field_errors() == [
         f"Task #{task.pk} is already being sent and can no longer be changed."
     ]
+    assert [m.message for m in response.context["messages"]] == ["The reservation was not changed."]  # no field to mark
     assert row(task) == before
 
 
