@@ -11,10 +11,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from notifications.models import Notification
+from reservemail import admin_base
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(admin_base.ModelAdmin):
     list_display = ["owner", "name", "timestamp", "created_at"]
     list_filter = ["name"]
     list_select_related = ["owner"]

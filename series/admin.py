@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from reservemail import admin_base
 from reservemail.exceptions import ReservemailError
 from series import services
 from series.exceptions import RuleError
@@ -20,7 +21,7 @@ from series.rules import parse_rule, summarize
 
 
 @admin.register(Series)
-class SeriesAdmin(admin.ModelAdmin):
+class SeriesAdmin(admin_base.ModelAdmin):
     list_display = ["id", "description", "status", "owner", "summary", "next_at", "created_count"]
     list_display_links = ["id", "description"]
     list_filter = ["status", "zone", ("next_at", admin.DateFieldListFilter)]

@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from reservemail import admin_base
 from subscriptions import services
 from subscriptions.exceptions import SuppressionError
 from subscriptions.models import Suppression
@@ -31,7 +32,7 @@ class SuppressionForm(forms.ModelForm):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):
+class SuppressionAdmin(admin_base.ModelAdmin):
     form = SuppressionForm
     list_display = ("address", "list_display_name", "how", "created_at")
     list_filter = ("how", "list_name")

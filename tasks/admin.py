@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django_rq.models import Dashboard
 
+from reservemail import admin_base
 from reservemail.exceptions import ReservemailError
 from reservemail.http import found_or_404
 from reservemail.rq_dashboard import DashboardAdmin
@@ -66,7 +67,7 @@ class AdminMailForm(MailForm):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(admin_base.ModelAdmin):
     list_display = ["id", "description", "status", "owner", "template", "reserved_at", "progress", "failed", "is_test"]
     list_display_links = ["id", "description"]
     list_filter = [
