@@ -1,4 +1,4 @@
-"""Who may read the operator's views (/metrics, the details of /healthz): staff, or the METRICS_TOKEN bearer."""
+"""Who may read the operator's views (/metrics, the details of /healthz, the RQ stats): staff, or a bearer token."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from django.http import HttpRequest
 
 def may_monitor(request: HttpRequest) -> bool:
     """A staff session, or ``Authorization: Bearer <METRICS_TOKEN>`` when that token is set."""
-    if getattr(request.user, "is_staff", False):
-        return True
-    token = settings.METRICS_TOKEN
+    return bool(getattr(request.user, "is_staff", False)) or bearer_matches(request, settings.METRICS_TOKEN)
+
+
+def bearer_matches(request: HttpRequest, token: str) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>``; never for an empty token."""
     header = request.headers.get("Authorization", "")
     return (
         bool(token) and header.startswith("Bearer ") and compare_digest(header.removeprefix("Bearer ").strip(), token)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from hmac import compare_digest
 from typing import Any
 
 from django.conf import settings
@@ -27,6 +26,7 @@ from django_rq.admin import QueueAdmin
 from django_rq.urls import get_admin_urlpatterns
 
 from reservemail import csp
+from reservemail.monitoring import bearer_matches
 
 PERMISSION = "django_rq.admin"
 View = Callable[..., HttpResponse]
@@ -51,14 +51,6 @@ def guard(view: View, *, site: admin.AdminSite = admin.site, current_app: str | 
     return wrapper
 
 
-def _bearer_matches(request: HttpRequest) -> bool:
-    token = settings.RQ_API_TOKEN
-    header = request.headers.get("Authorization", "")
-    if not token or not header.startswith("Bearer "):
-        return False
-    return compare_digest(header.removeprefix("Bearer ").strip(), token)
-
-
 def guard_api(view: View) -> View:
     """Let staff with PERMISSION or the RQ_API_TOKEN bearer through; 403 JSON for other staff, 401 for the rest."""
 
@@ -66,7 +58,8 @@ def guard_api(view: View) -> View:
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         user = request.user
-        if (user.is_active and user.is_staff and user.has_perm(PERMISSION)) or _bearer_matches(request):
+        staff = user.is_active and user.is_staff and user.has_perm(PERMISSION)
+        if staff or bearer_matches(request, settings.RQ_API_TOKEN):
             return view(request, *args, **kwargs)
         if user.is_authenticated:
             body = {"detail": "The django_rq.admin permission is required.", "code": "forbidden"}

@@ -66,14 +66,16 @@ def _earliest(now: datetime) -> datetime:
 def ensure_begins_in_horizon(rule: rules.Rule, zone: ZoneInfo, *, start_at: datetime, now: datetime) -> None:
     """Raise RuleError (field ``start_at``) if the series would begin beyond the horizon.
 
-    It begins at its first occurrence, or, when the rule itself leaves a gap after a start within
-    the horizon (yearly on the first Monday, created the day after it), at that start: such a
-    series is created with only ``next_at`` set, and the reconciler reserves the occurrence once it
-    is within the horizon, as it does for every later one. A start beyond the horizon would answer
-    "created" for a series that reserves nothing for more than the horizon: refused.
+    Only the start is checked: a rule that leaves a gap after a start within the horizon (yearly on
+    the first Monday, created the day after it) gets only ``next_at``, and the reconciler reserves
+    the occurrence once it is within the horizon, as it does for every later one. A start beyond the
+    horizon would answer "created" for a series that reserves nothing for more than the horizon.
+    The rule is expanded only to name the first occurrence in the refusal (it is never before the start).
     """
+    if not beyond_horizon(start_at, now=now):
+        return
     first = rules.next_after(rule, start=start_at, zone=zone, after=start_at - timedelta(microseconds=1))
-    if first is not None and beyond_horizon(first, now=now) and beyond_horizon(start_at, now=now):
+    if first is not None:  # none at all: materialize says the rule has no occurrence
         raise RuleError(
             _("The first occurrence (%(when)s) must be within %(days)d days from now.")
             % {"when": f"{first:%Y-%m-%d %H:%M} {zone.key}", "days": settings.RESERVATION_MAX_HORIZON // 86400},
