@@ -14,9 +14,19 @@ from subscriptions.api import SuppressionViewSet
 from tasks.api import TaskViewSet
 
 
+class JsonRouter(DefaultRouter):
+    """The router without ``.json``-suffixed twins of each route: the API speaks JSON only.
+
+    Why: the twins passed ``format`` to actions that take no such argument (a 500 for ``POST
+    /api/tasks.json/``); without them such a path is the API's 404.
+    """
+
+    include_format_suffixes = False
+
+
 def api_urlpatterns() -> list[URLPattern | URLResolver]:
     """Everything under /api/: tasks, notifications, token login, schema and docs."""
-    router = DefaultRouter()
+    router = JsonRouter()
     router.register("tasks", TaskViewSet, basename="task")
     router.register("suppressions", SuppressionViewSet, basename="suppression")
     router.register("series", SeriesViewSet, basename="series")

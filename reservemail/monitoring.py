@@ -14,8 +14,13 @@ def may_monitor(request: HttpRequest) -> bool:
 
 
 def bearer_matches(request: HttpRequest, token: str) -> bool:
-    """Whether the request carries ``Authorization: Bearer <token>``; never for an empty token."""
+    """Whether the request carries ``Authorization: Bearer <token>``; never for an empty token.
+
+    Compared as bytes: ``compare_digest`` refuses str with non-ASCII characters (TypeError, a 500),
+    and a header may carry any Latin-1 character.
+    """
     header = request.headers.get("Authorization", "")
-    return (
-        bool(token) and header.startswith("Bearer ") and compare_digest(header.removeprefix("Bearer ").strip(), token)
-    )
+    if not token or not header.startswith("Bearer "):
+        return False
+    sent = header.removeprefix("Bearer ").strip()
+    return compare_digest(sent.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape"))

@@ -11,6 +11,7 @@ token in the URL path is not mounted: URLs end up in access logs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -18,15 +19,19 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import ImproperlyConfigured
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, re_path
 from django.views.decorators.cache import never_cache
 from django_rq import stats_views
 from django_rq.admin import QueueAdmin
 from django_rq.urls import get_admin_urlpatterns
+from rq.exceptions import NoSuchJobError
 
 from reservemail import csp
 from reservemail.monitoring import bearer_matches
+
+logger = logging.getLogger(__name__)
 
 PERMISSION = "django_rq.admin"
 View = Callable[..., HttpResponse]
@@ -38,7 +43,7 @@ DASHBOARD_CSP = csp.policy(script_src="'self' 'unsafe-inline'")
 
 def guard(view: View, *, site: admin.AdminSite = admin.site, current_app: str | None = None) -> View:
     """Send anonymous and non-staff users to the admin login; answer 403 to staff without PERMISSION."""
-    checked = site.admin_view(permission_required(PERMISSION, raise_exception=True)(view))
+    checked = site.admin_view(permission_required(PERMISSION, raise_exception=True)(_missing_is_404(view)))
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -47,6 +52,25 @@ def guard(view: View, *, site: admin.AdminSite = admin.site, current_app: str | 
         response = checked(request, *args, **kwargs)
         response[csp.HEADER] = DASHBOARD_CSP
         return response
+
+    return wrapper
+
+
+def _missing_is_404(view: View) -> View:
+    """A URL naming a job, queue, worker or scheduler that does not exist answers 404, not 500.
+
+    Why: django-rq's views look the name up and let the error through (NoSuchJobError for a job id,
+    IndexError for a queue number, ValueError for a worker key, ImproperlyConfigured for the
+    rq-scheduler page, which RQ's own scheduler does not use).
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except (NoSuchJobError, IndexError, ValueError, ImproperlyConfigured) as exc:
+            logger.info("django-rq dashboard: %s %s: %s", request.method, request.path, exc)
+            raise Http404(str(exc)) from exc
 
     return wrapper
 
@@ -103,7 +127,9 @@ class DashboardAdmin(QueueAdmin):
         def wrap(view: View) -> View:
             return guard(view, site=self.admin_site, current_app=self.admin_site.name)
 
-        own = list(admin.ModelAdmin.get_urls(self))
+        # The changelist only: the dashboard's stand-in model has no table, so its change, delete and
+        # history pages could only fail (500).
+        own = [url for url in admin.ModelAdmin.get_urls(self) if url.name and url.name.endswith("_changelist")]
         return (
             api_urlpatterns(name_prefix="django_rq_")
             + get_admin_urlpatterns(name_prefix="django_rq_", view_wrapper=wrap)

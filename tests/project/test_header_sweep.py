@@ -1,0 +1,107 @@
+"""Every route, with hostile headers or query strings, as anonymous, a user and a superuser: never a 500."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from tasks.models import Task
+
+pytestmark = pytest.mark.django_db
+
+# Sets of headers a client controls, sent together: non-ASCII values, malformed ones, each kind of credential.
+HOSTILE = [
+    {
+        "Authorization": "Bearer \u00e9\u00e9",
+        "Idempotency-Key": "\u00e9" * 300,
+        "X-Forwarded-For": "\u00e9, ::1, 999.1.1.1",
+        "Accept-Language": "\u00e9\u00e9;q=x, ko;q=2",
+        "If-None-Match": '"\u00e9"',
+        "If-Modified-Since": "\u00e9",
+    },
+    {"Authorization": "Token \u00e9", "Idempotency-Key": "", "X-Forwarded-For": ",,,", "Accept-Language": "*;q=-1"},
+    {"Authorization": "Basic \u00e9\u00e9\u00e9"},
+    {"Authorization": "Bearer  a b"},
+    {"Authorization": "Bearer"},
+    {"Cookie": "sessionid=\u00e9; csrftoken=\u00e9; django_language=\u00e9"},
+]
+
+
+def _paths(resolver=None, prefix=""):  # noqa: ANN001, ANN202
+    resolver = resolver or get_resolver()
+    for entry in resolver.url_patterns:
+        route = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            yield from _paths(entry, route)
+        elif isinstance(entry, URLPattern):
+            yield route
+
+
+def _concrete(route: str) -> str:
+    """A path for ``route``: each parameter filled with a value of its kind (numbers 1, queue 0, text x)."""
+    path = route.replace("^", "").replace("$", "").replace("\\Z", "").replace("/?", "/").replace("\\.", ".")
+    path = re.sub(r"\(\?P<format>[^)]*\)", "json", path)
+    path = re.sub(r"\(\?P<app_label>[^)]*\)", "tasks", path)
+    path = re.sub(r"\(\?P<\w+>\.\*\)", "x", path)
+    path = re.sub(r"\(\?P<\w+>[^)]*\)", "{pk}", path)
+    path = re.sub(r"<int:\w*index>", "0", path)
+    path = re.sub(r"<(int:)?\w+>|<path:object_id>", "{pk}", path)
+    path = re.sub(r"<(str|path|slug):\w+>", "x", path)
+    return "/" + path
+
+
+def _sweep(user, staff, send) -> list[tuple]:  # noqa: ANN001
+    """Call ``send(client, path)`` for every route as anonymous, a user and a superuser; the answers over 499.
+
+    A fresh sign-in per route: a request with a broken session cookie signs the client out.
+    """
+    task = Task.objects.create(owner=user, template="welcome", recipients=[], description="x", status="finished")
+    paths = sorted({_concrete(route).format(pk=task.pk) for route in _paths() if "drf_format_suffix" not in route})
+    assert len(paths) > 150  # the admin's, the API's, the pages'
+    failures = []
+    for who in (None, user, staff):
+        client = Client(raise_request_exception=False)
+        for path in paths:
+            if who is not None:
+                client.force_login(who)
+            for what, response in send(client, path):
+                if response.status_code >= 500 and not (path == "/healthz" and response.status_code == 503):
+                    failures.append((who and who.username, path, what, response.status_code))
+    return failures
+
+
+@pytest.fixture
+def staff(django_user_model):  # noqa: ANN001, ANN201
+    return django_user_model.objects.create_superuser(username="ops", password="pw-ops-123")
+
+
+def test_hostile_headers_never_answer_500(settings, user, staff):
+    """Headers a client controls, with non-ASCII, malformed and oversized values, on every route (ids of real rows)."""
+    settings.METRICS_TOKEN = "t-monitor"
+
+    def send(client, path):  # noqa: ANN001, ANN202
+        for headers in HOSTILE:
+            for method in ("get", "post"):
+                yield (method, str(headers)[:60]), getattr(client, method)(path, headers=headers)
+
+    failures = _sweep(user, staff, send)
+    assert not failures, failures[:20]
+
+
+QUERY_NAMES = ("since", "page", "p", "q", "o", "e", "ordering", "status", "next", "limit", "offset", "search", "format")
+QUERY_VALUES = ("\x00", "\u00e9" * 500, "-1", "9" * 40, "1e309", "[]", "%", "nan")
+
+
+def test_hostile_query_strings_never_answer_500(settings, user, staff):
+    """The query parameters the pages, the admin's lists and the API read, with NUL, huge and malformed values."""
+    settings.METRICS_TOKEN = "t-monitor"
+
+    def send(client, path):  # noqa: ANN001, ANN202
+        for value in QUERY_VALUES:
+            yield repr(value[:20]), client.get(path, dict.fromkeys(QUERY_NAMES, value))
+
+    failures = _sweep(user, staff, send)
+    assert not failures, failures[:20]
