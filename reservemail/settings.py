@@ -257,6 +257,10 @@ REST_FRAMEWORK = {
         "reservemail.authentication.TokenOrBearerAuthentication",  # `Token <key>` or `Bearer <key>`
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [  # DRF's, with JSON that can quote a lone surrogate back (as an escape)
+        "reservemail.renderers.SafeJSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "DEFAULT_PARSER_CLASSES": [  # DRF's, with JSON that answers 400 (not 500) to input of any depth
         "reservemail.parsers.SafeJSONParser",
         "rest_framework.parsers.FormParser",

@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import formats, timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -200,9 +200,14 @@ def delivery_copy(request: AuthedRequest, task_id: int, delivery_id: int) -> Htt
 
 
 def _back(request: HttpRequest) -> HttpResponse:
+    """Back to ``next`` if it is a path on this site, else to the mail page.
+
+    A path only, sent as it is: ``redirect()`` would take a word without "/" or "." for a view's
+    name and fail to reverse it (a 500 for ``next=-1``).
+    """
     next_url = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
-        return redirect(next_url)
+    if next_url.startswith("/") and url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        return HttpResponseRedirect(next_url)
     return redirect("tasks:mail")
 
 
