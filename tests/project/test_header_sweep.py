@@ -141,3 +141,21 @@ def test_hostile_bodies_never_answer_500(settings, user, staff):
 def _json(data: dict) -> bytes:
     """The body as JSON text; an unpaired surrogate goes out as its escape, as a client's JSON encoder writes it."""
     return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize("key", ["9" * 40, "0", "-1", "%C3%A9", "x" * 300])
+def test_keys_that_name_nothing_never_answer_500(settings, user, staff, key):
+    """Every route with a key no row can have in its path (too big for the column, negative, text): 404 or a refusal."""
+    settings.METRICS_TOKEN = "t-monitor"
+    paths = sorted({_concrete(route).format(pk=key) for route in _paths() if "drf_format_suffix" not in route})
+    failures = []
+    for who in (None, user, staff):
+        client = Client(raise_request_exception=False)
+        for path in paths:
+            if who is not None:
+                client.force_login(who)
+            for method in ("get", "post"):
+                response = getattr(client, method)(path)
+                if response.status_code >= 500 and not (path == "/healthz" and response.status_code == 503):
+                    failures.append((who and who.username, method, path, response.status_code))
+    assert not failures, failures[:20]
