@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.views import LoginView, LogoutView
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
@@ -9,6 +10,7 @@ from rest_framework.routers import DefaultRouter
 from notifications.api import NotificationPollView
 from reservemail.api import OfflineRedocView, TokenLoginView, not_found
 from reservemail.api_schema import EnglishSchemaView
+from reservemail.login_forms import LoginForm
 from series.api import SeriesViewSet
 from subscriptions.api import SuppressionViewSet
 from tasks.api import TaskViewSet
@@ -24,6 +26,12 @@ class JsonRouter(DefaultRouter):
     include_format_suffixes = False
 
 
+def browsable_api_auth() -> list[URLPattern]:
+    """rest_framework.urls (the browsable API's sign-in and out), with the pages' sign-in form."""
+    login = LoginView.as_view(template_name="rest_framework/login.html", authentication_form=LoginForm)
+    return [path("login/", login, name="login"), path("logout/", LogoutView.as_view(), name="logout")]
+
+
 def api_urlpatterns() -> list[URLPattern | URLResolver]:
     """Everything under /api/: tasks, notifications, token login, schema and docs."""
     router = JsonRouter()
@@ -33,7 +41,7 @@ def api_urlpatterns() -> list[URLPattern | URLResolver]:
     return [
         path("notifications/", NotificationPollView.as_view(), name="api-notifications"),
         path("auth/token/", TokenLoginView.as_view(), name="api-token"),
-        path("auth/", include("rest_framework.urls")),
+        path("auth/", include((browsable_api_auth(), "rest_framework"))),
         path("schema/", EnglishSchemaView.as_view(), name="api-schema"),
         # The split view serves Swagger UI's start-up script from a URL, not inline: the pages' policy holds.
         path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

@@ -4,7 +4,10 @@ from django.urls import include, path
 
 from reservemail import api, rq_dashboard
 from reservemail.api_urls import api_urlpatterns
+from reservemail.login_forms import AdminLoginForm, LoginForm
 from reservemail.metrics import metrics
+
+admin.site.login_form = AdminLoginForm
 
 urlpatterns = [
     path("api/", include(api_urlpatterns())),
@@ -12,7 +15,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Sign in and out, and change a known password. Password reset is not mounted: nothing links to it, and it
     # would mail reset links to anyone who names an address (README, "Signing in").
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),

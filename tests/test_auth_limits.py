@@ -160,6 +160,15 @@ def test_a_username_longer_than_any_account_is_a_field_error_not_an_attempt(user
     assert not AccessAttempt.objects.exists()
 
 
+@pytest.mark.parametrize("path", ["/accounts/login/", "/admin/login/", "/api/auth/login/"])
+def test_a_username_longer_than_any_account_is_a_form_error_not_an_attempt(user, path):
+    """Not a sign-in attempt: django-axes would store the name, and PostgreSQL refuses one over 255 characters."""
+    response = Client().post(path, {"username": "\u00e9" * 3000, "password": "x"})
+    assert response.status_code == 200
+    assert "Ensure this value has at most 150 characters (it has 3000)." in response.content.decode()
+    assert not AccessAttempt.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("proxies", "remote", "forwarded", "expected"),
     [
