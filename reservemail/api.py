@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
-from drf_spectacular.views import SpectacularRedocView
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -139,12 +139,23 @@ class OfflineRedocView(SpectacularRedocView):
     """ReDoc from our static files (drf-spectacular-sidecar), with no font, logo or script from another host."""
 
     template_name = "api/redoc.html"
+    http_method_names = ["get", "head"]  # a page: OPTIONS would render its metadata through the page's template
 
     @extend_schema(exclude=True)
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response = super().get(request, *args, **kwargs)
         response[csp.HEADER] = REDOC_CSP
         return response
+
+
+class SwaggerView(SpectacularSwaggerSplitView):
+    """Swagger UI, its start-up script served from a URL (not inline), so the pages' policy holds.
+
+    GET and HEAD only: DRF answered OPTIONS by rendering its metadata through the page's template,
+    which needs the page's context (a 500).
+    """
+
+    http_method_names = ["get", "head"]
 
 
 @csrf_exempt  # it changes nothing; without this an unknown POST would get the HTML CSRF page

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from django.contrib.auth.views import LoginView, LogoutView
 from django.urls import URLPattern, URLResolver, include, path, re_path
-from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from notifications.api import NotificationPollView
-from reservemail.api import OfflineRedocView, TokenLoginView, not_found
+from reservemail.api import OfflineRedocView, SwaggerView, TokenLoginView, not_found
 from reservemail.api_schema import EnglishSchemaView
 from reservemail.login_forms import LoginForm
 from series.api import SeriesViewSet
@@ -43,8 +42,7 @@ def api_urlpatterns() -> list[URLPattern | URLResolver]:
         path("auth/token/", TokenLoginView.as_view(), name="api-token"),
         path("auth/", include((browsable_api_auth(), "rest_framework"))),
         path("schema/", EnglishSchemaView.as_view(), name="api-schema"),
-        # The split view serves Swagger UI's start-up script from a URL, not inline: the pages' policy holds.
-        path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+        path("docs/", SwaggerView.as_view(url_name="api-schema"), name="api-docs"),
         path("redoc/", OfflineRedocView.as_view(url_name="api-schema"), name="api-redoc"),
         path("", include(router.urls)),
         re_path(r"^(?P<rest>.*)$", not_found),

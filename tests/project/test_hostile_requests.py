@@ -1,4 +1,4 @@
-"""Every route, with hostile headers or query strings, as anonymous, a user and a superuser: never a 500."""
+"""Every route with hostile headers, query strings, bodies, keys and methods, signed in or not: never a 500."""
 
 from __future__ import annotations
 
@@ -164,4 +164,17 @@ def test_keys_that_name_nothing_never_answer_500(settings, user, staff, key):
                 response = getattr(client, method)(path)
                 if response.status_code >= 500 and not (path == "/healthz" and response.status_code == 503):
                     failures.append((who and who.username, method, path, response.status_code))
+    assert not failures, failures[:20]
+
+
+def test_every_method_never_answers_500(settings, user, staff):
+    """PUT, PATCH, DELETE, OPTIONS, HEAD and TRACE on every route, with a JSON object and with text that is no JSON."""
+    settings.METRICS_TOKEN = "t-monitor"
+
+    def send(client, path):  # noqa: ANN001, ANN202
+        for method in ("PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE"):
+            for body in ('{"status": "canceled", "reserved_at": "2099-01-01T00:00:00Z"}', "\u00e9"):
+                yield (method, body[:10]), client.generic(method, path, body, content_type=JSON)
+
+    failures = _sweep(user, staff, send)
     assert not failures, failures[:20]
