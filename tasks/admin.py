@@ -8,11 +8,12 @@ which runs in transaction.atomic) so the services' after-commit queue calls run 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -35,6 +36,7 @@ from tasks.mail import MailSpec
 from tasks.models import PENDING, Delivery, Task
 from tasks.recipients import label_of
 from tasks.selectors import get_task_of, with_context_text
+from tasks.submissions import submission_key
 
 S = Task.Status
 # Why a task in this status is skipped by an action, per action.
@@ -259,22 +261,45 @@ class TaskAdmin(admin_base.ModelAdmin):
         return TemplateResponse(request, "admin/tasks/task/reserve.html", context)
 
     def _create(self, request: HttpRequest, form: AdminMailForm) -> Task | None:
-        data = form.cleaned_data
-        mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
+        """The send the form asks for, once per filled-in form (tasks.submissions); None with the errors shown."""
+        key = submission_key(form.cleaned_data.get("submission") or "", request.POST)
         try:
-            if data["reserve"]:
-                task = services.reserve_task(
-                    owner=data["owner"], scheduled_at=data["scheduled_at"], mail=mail, description=data["description"]
-                )
+            if key is None:
+                task_id, replayed = self._made(request, form)[1]["id"], False
             else:
-                task = services.enqueue_task(owner=data["owner"], mail=mail, description=data["description"])
+                staff = cast(AbstractBaseUser, request.user)  # behind admin_view: a signed-in staff member
+                outcome = services.run_idempotent(
+                    user=staff, key=key, fingerprint=key, handler=lambda: self._made(request, form)
+                )
+                task_id, replayed = outcome.body["id"], outcome.replayed
         except ReservemailError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
             return None
-        self.log_addition(request, task, _("created through the admin (%s)") % task.get_status_display())
+        task = get_task_of(None, task_id)
         status = task.status_in_sentence()
-        self.message_user(request, _("Mail #%(id)s is %(status)s.") % {"id": task.pk, "status": status})
+        if replayed:
+            self.message_user(
+                request,
+                _("This form was already sent; nothing more was sent. Mail #%(id)s is %(status)s.")
+                % {"id": task.pk, "status": status},
+                messages.WARNING,
+            )
+        else:
+            self.message_user(request, _("Mail #%(id)s is %(status)s.") % {"id": task.pk, "status": status})
         return task
+
+    def _made(self, request: HttpRequest, form: AdminMailForm) -> tuple[int, dict[str, Any]]:
+        """Create the send and log it in the admin's history; ``(201, {"id": ...})`` for the idempotency store."""
+        data = form.cleaned_data
+        mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
+        if data["reserve"]:
+            task = services.reserve_task(
+                owner=data["owner"], scheduled_at=data["scheduled_at"], mail=mail, description=data["description"]
+            )
+        else:
+            task = services.enqueue_task(owner=data["owner"], mail=mail, description=data["description"])
+        self.log_addition(request, task, _("created through the admin (%s)") % task.get_status_display())
+        return 201, {"id": task.pk}
 
     # --- "edit reservation" ---------------------------------------------------------------
 

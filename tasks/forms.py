@@ -18,6 +18,7 @@ from tasks.mail import available_templates, template_variables
 from tasks.models import Task
 from tasks.recipients import label_of, split_list
 from tasks.services import ReservationChanges
+from tasks.submissions import new_submission
 from tasks.validation import CONTEXT_MAX_DEPTH, aware_in_zone, ensure_time_of_day
 
 CONTEXT_PREFIX = "ctx_"
@@ -96,6 +97,8 @@ class MailForm(forms.Form):
         ),
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
+    # Names this filled-in form, so that sending it twice sends once (tasks.submissions).
+    submission = forms.CharField(required=False, max_length=32, widget=forms.HiddenInput)
     # The decoded text of an accepted upload, sent back with the page, so the file is not uploaded twice.
     recipients_csv = forms.CharField(required=False, widget=forms.HiddenInput)
     preview_recipient = forms.CharField(
@@ -111,6 +114,8 @@ class MailForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if not self.initial.get("submission"):  # an empty form (or one re-shown from initial data): a new one
+            self.initial["submission"] = new_submission()
         names = template_context_names()
         cast(forms.ChoiceField, self.fields["template"]).choices = [(name, name) for name in names]
         users: dict[str, list[str]] = {}

@@ -28,6 +28,7 @@ from tasks.health import health_report
 from tasks.mail import MailSpec
 from tasks.models import Task
 from tasks.selectors import get_task_of, get_task_shown_of, list_deliveries_of, list_history_of, stored_context_of
+from tasks.submissions import submission_key
 
 HISTORY_PAGE_SIZE = 20
 DELIVERIES_PAGE_SIZE = 100
@@ -75,39 +76,63 @@ def _not_done(action: str) -> str:
 
 
 def _send(request: AuthedRequest, form: MailForm, repeat: RepeatForm) -> HttpResponse | None:
-    """Send now, reserve, or start a series (the Repeat section); the page to go to, or None with the errors shown."""
+    """Send now, reserve, or start a series (the Repeat section); the page to go to, or None with the errors shown.
+
+    Once per filled-in form (tasks.submissions): the twin of a POST already done makes nothing and
+    says what the first one made.
+    """
     data = form.cleaned_data
-    mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
+    key = submission_key(data.get("submission") or "", request.POST)
     try:
-        if repeat.rule:  # a series, its first occurrence reserved with it (series.services)
-            series = create_series(
-                owner=request.user,
-                mail=mail,
-                description=data["description"],
-                rule=repeat.rule,
-                zone=timezone.get_current_timezone_name(),
-                start_at=(data["reserve"] and data["scheduled_at"]) or timezone.now(),
-            )
-            messages.success(request, _("Series #%(id)s created.") % {"id": series.pk})
-            return redirect("series:detail", series_id=series.pk)
-        if data["reserve"]:
-            task = services.reserve_task(
-                owner=request.user, scheduled_at=data["scheduled_at"], mail=mail, description=data["description"]
-            )
-            messages.success(
-                request,
-                _("Mail #%(id)s reserved for %(when)s (%(zone)s).")
-                % {"id": task.pk, "when": _when(task), "zone": timezone.get_current_timezone_name()},
-            )
+        if key is None:
+            made, replayed = _create(request, form, repeat)[1], False
         else:
-            task = services.enqueue_task(owner=request.user, mail=mail, description=data["description"])
-            messages.success(request, _("Mail #%(id)s is being sent.") % {"id": task.pk})
+            outcome = services.run_idempotent(
+                user=request.user, key=key, fingerprint=key, handler=lambda: _create(request, form, repeat)
+            )
+            made, replayed = outcome.body, outcome.replayed
     except ReservemailError as exc:
         field = exc.field if exc.field in form.fields else None
         form.add_error(field, exc.message)
         messages.error(request, _("The mail was not sent. Please correct the marked fields."))
         return None
+    if replayed:
+        already = _("This form was already sent; nothing more was sent.")
+        messages.info(request, f"{already} {made['message']}")
+    else:
+        messages.success(request, str(made["message"]))
+    if made["kind"] == "series":
+        return redirect("series:detail", series_id=made["id"])
     return redirect("tasks:mail")
+
+
+def _create(request: AuthedRequest, form: MailForm, repeat: RepeatForm) -> tuple[int, dict[str, object]]:
+    """Create the send the form asks for; ``(201, what was made)``, as the idempotency store keeps it."""
+    data = form.cleaned_data
+    mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
+    if repeat.rule:  # a series, its first occurrence reserved with it (series.services)
+        series = create_series(
+            owner=request.user,
+            mail=mail,
+            description=data["description"],
+            rule=repeat.rule,
+            zone=timezone.get_current_timezone_name(),
+            start_at=(data["reserve"] and data["scheduled_at"]) or timezone.now(),
+        )
+        return 201, {"kind": "series", "id": series.pk, "message": _("Series #%(id)s created.") % {"id": series.pk}}
+    if data["reserve"]:
+        task = services.reserve_task(
+            owner=request.user, scheduled_at=data["scheduled_at"], mail=mail, description=data["description"]
+        )
+        message = _("Mail #%(id)s reserved for %(when)s (%(zone)s).") % {
+            "id": task.pk,
+            "when": _when(task),
+            "zone": timezone.get_current_timezone_name(),
+        }
+    else:
+        task = services.enqueue_task(owner=request.user, mail=mail, description=data["description"])
+        message = _("Mail #%(id)s is being sent.") % {"id": task.pk}
+    return 201, {"kind": "task", "id": task.pk, "message": message}
 
 
 def _send_test(request: AuthedRequest, form: MailForm) -> None:

@@ -293,6 +293,22 @@ def test_add_view_sends_now_without_reserve(admin_client, admin_user, redis_conn
     assert queued_ids(redis_conn) == [task.pk]
 
 
+def test_add_view_sent_twice_sends_once(admin_client, admin_user, redis_conn, django_capture_on_commit_callbacks):
+    """The admin's form names its submission too: the twin POST creates nothing and says which mail the first made."""
+    found = re.search(r'name="submission" value="([0-9a-f]{32})"', admin_client.get(ADD).content.decode())
+    assert found
+    data = form_data(owner=admin_user.pk, reserve="", submission=found.group(1))
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(ADD, data)
+        again = admin_client.post(ADD, data, follow=True)
+    task = Task.objects.get()
+    assert again.redirect_chain == [(f"{CHANGELIST}{task.pk}/change/", 302)]
+    told = [m.message for m in again.context["messages"]]
+    first = f"Mail #{task.pk} is queued."  # the first POST's message, not shown yet
+    assert told == [first, f"This form was already sent; nothing more was sent. {first}"]
+    assert queued_ids(redis_conn) == [task.pk]
+
+
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [

@@ -1,9 +1,12 @@
 """The mail form, cancel, reschedule, history and task pages through Django's test client."""
 
 import re
+import threading
+import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
@@ -331,3 +334,73 @@ def test_panel_on_every_page_shows_reservations_with_countdown_data_and_cancel(
         assert entry, path
         assert f'data-reserved-at="{task.reserved_at.isoformat()}"' in html
         assert f'action="/tasks/{task.pk}/cancel/"' in entry.group(1) and "csrfmiddlewaretoken" in entry.group(1)
+
+
+# --- once per filled-in form (tasks.submissions) -------------------------------------------------------------
+
+
+def submission_of(client) -> str:
+    """The hidden value naming the empty form the page shows (new on every visit)."""
+    found = re.search(r'name="submission" value="([0-9a-f]{32})"', client.get("/").content.decode())
+    assert found, "the form carries no submission value"
+    return found.group(1)
+
+
+def test_each_empty_form_names_a_new_submission(signed_in):
+    assert submission_of(signed_in) != submission_of(signed_in)
+
+
+def test_the_same_form_sent_twice_sends_once_and_says_so(signed_in, user, django_capture_on_commit_callbacks):
+    """A double click or a browser that resends the POST: the twin creates nothing and names the first send."""
+    data = form_data(submission=submission_of(signed_in))
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_in.post("/", data)
+        again = signed_in.post("/", data, follow=True)
+    task = Task.objects.get(owner=user)
+    assert again.redirect_chain == [("/", 302)]
+    told = f"This form was already sent; nothing more was sent. Mail #{task.pk} is being sent."
+    assert told in again.content.decode()
+
+
+def test_the_form_changed_after_going_back_is_a_new_send(signed_in, user, django_capture_on_commit_callbacks):
+    submission = submission_of(signed_in)
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_in.post("/", form_data(submission=submission))
+        signed_in.post("/", form_data(submission=submission, description="July news"))
+    assert sorted(Task.objects.filter(owner=user).values_list("description", flat=True)) == ["July news", "June news"]
+
+
+def test_a_form_refused_and_corrected_keeps_its_submission_and_sends_once(signed_in, user):
+    submission = submission_of(signed_in)
+    refused = signed_in.post("/", form_data(submission=submission, recipients="not-an-address"))
+    assert f'name="submission" value="{submission}"' in refused.content.decode()
+    signed_in.post("/", form_data(submission=submission))
+    signed_in.post("/", form_data(submission=submission))
+    assert Task.objects.filter(owner=user).count() == 1
+
+
+def test_twin_posts_at_the_same_moment_send_once(transactional_db, user):
+    """Four identical POSTs of one form at once (threads, each its own connection): one task, four redirects."""
+    data = form_data(submission=uuid.uuid4().hex)
+    statuses, errors = [], []
+    barrier = threading.Barrier(4, timeout=30)
+
+    def post() -> None:
+        try:
+            client = Client()
+            client.force_login(user)
+            barrier.wait()
+            statuses.append(client.post("/", data).status_code)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert statuses == [302, 302, 302, 302]
+    assert Task.objects.filter(owner=user).count() == 1

@@ -1,0 +1,37 @@
+"""One send per filled-in form: a double click, or the same POST sent again, gets the first answer.
+
+The mail form carries a random ``submission`` value, new with each empty form and kept while the
+same form is shown again (errors, preview, test). Sending runs through the API's idempotency
+store (tasks.services.run_idempotent) under a key made of that value and of what was filled in:
+the second of two identical POSTs (a double click, a browser that resends) creates nothing and is
+told which send the first one made; a form changed after going back in the browser is a new send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+
+from django.http import QueryDict
+
+SUBMISSION_PATTERN = re.compile(r"[0-9a-f]{32}")
+NOT_CONTENT = {"csrfmiddlewaretoken", "submission", "action"}  # what may differ between twin POSTs of one form
+
+
+def new_submission() -> str:
+    return uuid.uuid4().hex
+
+
+def submission_key(submission: str, data: QueryDict) -> str | None:
+    """The idempotency key of this POST of the form (``mail-form:<submission>:<digest of its content>``).
+
+    None when the POST carries no well-formed submission value (a page from before it existed):
+    that send is not guarded.
+    """
+    if not SUBMISSION_PATTERN.fullmatch(submission):
+        return None
+    content = sorted((name, data.getlist(name)) for name in data if name not in NOT_CONTENT)
+    digest = hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"mail-form:{submission}:{digest[:40]}"
