@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -90,3 +90,16 @@ def run_idempotent(
         IdempotencyKey.objects.filter(user_id=user.pk, key=key, fingerprint=fingerprint).delete()
         raise
     return Outcome(status=status, body=body, replayed=False)
+
+
+def purge_expired_keys(*, now: datetime) -> int:
+    """Delete the stored answers older than IDEMPOTENCY_KEY_TTL (they are never replayed); returns how many.
+
+    Why: run_idempotent only drops an expired row when its own key comes again, and every API
+    create with a key and every send of the mail form stores one, so without this the table grows
+    for good. purge_tasks runs it.
+    """
+    cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
+    deleted = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()[0]
+    logger.info("purged expired idempotency keys=%s", deleted)
+    return deleted

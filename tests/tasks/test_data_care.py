@@ -1,4 +1,4 @@
-"""purge_tasks (retention) and export_tasks (a user's tasks as CSV)."""
+"""purge_tasks (retention, expired idempotency keys) and export_tasks (a user's tasks as CSV)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from tasks.models import Delivery, Task
+from tasks.models import Delivery, IdempotencyKey, Task
 from tasks.services.purge import purge_finished_tasks
 
 
@@ -59,6 +59,21 @@ def test_purge_tasks_deletes_old_ended_tasks_and_their_deliveries_only(history):
     assert out.getvalue() == "Deleted 3 task(s) and 2 delivery row(s) older than 90 day(s).\n"
     assert set(Task.objects.values_list("pk", flat=True)) == history["kept"]
     assert list(Delivery.objects.values_list("address", flat=True)) == ["c@example.com"]
+
+
+@pytest.mark.django_db
+def test_purge_tasks_deletes_expired_idempotency_keys_only(user, settings):
+    """Stored answers past IDEMPOTENCY_KEY_TTL are never replayed: purge_tasks drops them, the live ones stay."""
+    settings.IDEMPOTENCY_KEY_TTL = 3600
+    now = timezone.now()
+    for key, age in (("old", timedelta(hours=2)), ("fresh", timedelta(minutes=5))):
+        IdempotencyKey.objects.create(
+            user=user, key=key, fingerprint="f", response_status=201, response_body={}, created_at=now - age
+        )
+    out = io.StringIO()
+    call_command("purge_tasks", "--days", "90", stdout=out)
+    assert out.getvalue().splitlines()[-1] == "Deleted 1 expired idempotency key(s)."
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["fresh"]
 
 
 @pytest.mark.django_db

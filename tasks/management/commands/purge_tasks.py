@@ -1,4 +1,4 @@
-"""Delete finished and canceled tasks (and their deliveries) older than N days."""
+"""Delete finished and canceled tasks (and their deliveries) older than N days, and expired idempotency keys."""
 
 from typing import Any
 
@@ -6,13 +6,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from tasks.services.idempotency import purge_expired_keys
 from tasks.services.purge import purge_finished_tasks, purgeable_tasks
 
 
 class Command(BaseCommand):
     help = (
         "Delete FINISHED and CANCELED tasks, with their deliveries, that ended more than --days days ago "
-        "(default TASK_RETENTION_DAYS). Queued, reserved and running tasks are never deleted."
+        "(default TASK_RETENTION_DAYS). Queued, reserved and running tasks are never deleted. Also deletes the "
+        "stored answers of Idempotency-Keys (and of mail-form sends) older than IDEMPOTENCY_KEY_TTL."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -30,3 +32,6 @@ class Command(BaseCommand):
             return
         tasks, deliveries = purge_finished_tasks(older_than_days=days, now=now)
         self.stdout.write(f"Deleted {tasks} task(s) and {deliveries} delivery row(s) older than {days} day(s).")
+        keys = purge_expired_keys(now=now)
+        if keys:
+            self.stdout.write(f"Deleted {keys} expired idempotency key(s).")
