@@ -39,6 +39,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def at_once(count: int, action: Callable[[], object], *, after: Callable[[], object], timeout: float = 60) -> list:
+    """Run ``action`` in ``count`` threads released together by a barrier; the errors they raised.
+
+    ``after`` runs in each thread when it is done (``lambda: connection.close()``: each thread has
+    its own database connection, looked up when called). Every wait is bounded by ``timeout`` seconds.
+    """
+    barrier = threading.Barrier(count, timeout=timeout)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            action()
+        except Exception as exc:  # noqa: BLE001 - returned to the test, which asserts there are none
+            errors.append(exc)
+        finally:
+            after()
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return errors
+
+
 def wait_until(predicate: Callable[[], object], *, timeout: float, interval: float = 0.05, what: str = "") -> object:
     """Poll ``predicate`` until it returns a truthy value; bounded by ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -2,7 +2,6 @@
 
 import json
 import re
-import threading
 from datetime import timedelta
 
 import pytest
@@ -16,7 +15,7 @@ from rq.registry import ScheduledJobRegistry
 from tasks import scheduler, services, transitions
 from tasks.mail import MailSpec
 from tasks.models import IdempotencyKey, Task
-from tests.harness import free_port
+from tests.harness import at_once, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -581,27 +580,15 @@ def test_cancel_with_key_replays_instead_of_409(api, user, django_capture_on_com
 
 def test_concurrent_requests_with_same_key_create_one_task(transactional_db, user):
     token = Token.objects.create(user=user).key
-    results, errors = [], []
-    barrier = threading.Barrier(4, timeout=30)
+    results = []
 
-    def post():
-        try:
-            client = APIClient()
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-            barrier.wait()
-            response = client.post("/api/tasks/", SEND, format="json", HTTP_IDEMPOTENCY_KEY="race")
-            results.append((response.status_code, response.json(), response.get("Idempotent-Replayed")))
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+    def post() -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        response = client.post("/api/tasks/", SEND, format="json", HTTP_IDEMPOTENCY_KEY="race")
+        results.append((response.status_code, response.json(), response.get("Idempotent-Replayed")))
 
-    threads = [threading.Thread(target=post) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    assert at_once(4, post, after=lambda: connection.close()) == []
     assert len(results) == 4
     assert Task.objects.count() == 1
     assert {status for status, _, _ in results} == {201}

@@ -1,7 +1,6 @@
 """The mail form, cancel, reschedule, history and task pages through Django's test client."""
 
 import re
-import threading
 import uuid
 from datetime import timedelta
 
@@ -15,6 +14,7 @@ from notifications.models import Notification
 from tasks import services
 from tasks.mail import MailSpec
 from tasks.models import Delivery, Task
+from tests.harness import at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -382,25 +382,13 @@ def test_a_form_refused_and_corrected_keeps_its_submission_and_sends_once(signed
 def test_twin_posts_at_the_same_moment_send_once(transactional_db, user):
     """Four identical POSTs of one form at once (threads, each its own connection): one task, four redirects."""
     data = form_data(submission=uuid.uuid4().hex)
-    statuses, errors = [], []
-    barrier = threading.Barrier(4, timeout=30)
+    statuses = []
 
     def post() -> None:
-        try:
-            client = Client()
-            client.force_login(user)
-            barrier.wait()
-            statuses.append(client.post("/", data).status_code)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+        client = Client()
+        client.force_login(user)
+        statuses.append(client.post("/", data).status_code)
 
-    threads = [threading.Thread(target=post) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    assert at_once(4, post, after=lambda: connection.close()) == []
     assert statuses == [302, 302, 302, 302]
     assert Task.objects.filter(owner=user).count() == 1
