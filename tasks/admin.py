@@ -262,14 +262,14 @@ class TaskAdmin(admin_base.ModelAdmin):
 
     def _create(self, request: HttpRequest, form: AdminMailForm) -> Task | None:
         """The send the form asks for, once per filled-in form (tasks.submissions); None with the errors shown."""
-        key = submission_key(form.cleaned_data.get("submission") or "", request.POST)
+        once = submission_key(form.cleaned_data.get("submission") or "", request.POST)
         try:
-            if key is None:
+            if once is None:
                 task_id, replayed = self._made(request, form)[1]["id"], False
             else:
                 staff = cast(AbstractBaseUser, request.user)  # behind admin_view: a signed-in staff member
                 outcome = services.run_idempotent(
-                    user=staff, key=key, fingerprint=key, handler=lambda: self._made(request, form)
+                    user=staff, key=once.key, fingerprint=once.fingerprint, handler=lambda: self._made(request, form)
                 )
                 task_id, replayed = outcome.body["id"], outcome.replayed
         except ReservemailError as exc:

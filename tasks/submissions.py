@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import uuid
+from dataclasses import dataclass
 
 from django.http import QueryDict
 
@@ -24,14 +25,23 @@ def new_submission() -> str:
     return uuid.uuid4().hex
 
 
-def submission_key(submission: str, data: QueryDict) -> str | None:
+@dataclass(frozen=True)
+class SubmissionKey:
+    """What run_idempotent needs for one POST of the form: its key, and its fingerprint (64 hex digits)."""
+
+    key: str
+    fingerprint: str
+
+
+def submission_key(submission: str, data: QueryDict) -> SubmissionKey | None:
     """The idempotency key of this POST of the form (``mail-form:<submission>:<digest of its content>``).
 
     None when the POST carries no well-formed submission value (a page from before it existed):
-    that send is not guarded.
+    that send is not guarded. The fingerprint is the content's whole digest, so a key always comes
+    with the same fingerprint.
     """
     if not SUBMISSION_PATTERN.fullmatch(submission):
         return None
     content = sorted((name, data.getlist(name)) for name in data if name not in NOT_CONTENT)
     digest = hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
-    return f"mail-form:{submission}:{digest[:40]}"
+    return SubmissionKey(key=f"mail-form:{submission}:{digest[:40]}", fingerprint=digest)

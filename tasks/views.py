@@ -82,13 +82,16 @@ def _send(request: AuthedRequest, form: MailForm, repeat: RepeatForm) -> HttpRes
     says what the first one made.
     """
     data = form.cleaned_data
-    key = submission_key(data.get("submission") or "", request.POST)
+    once = submission_key(data.get("submission") or "", request.POST)
     try:
-        if key is None:
+        if once is None:
             made, replayed = _create(request, form, repeat)[1], False
         else:
             outcome = services.run_idempotent(
-                user=request.user, key=key, fingerprint=key, handler=lambda: _create(request, form, repeat)
+                user=request.user,
+                key=once.key,
+                fingerprint=once.fingerprint,
+                handler=lambda: _create(request, form, repeat),
             )
             made, replayed = outcome.body, outcome.replayed
     except ReservemailError as exc:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.http import QueryDict
 from django.test import Client
 from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
@@ -13,7 +14,8 @@ from rq.registry import ScheduledJobRegistry
 from notifications.models import Notification
 from tasks import services
 from tasks.mail import MailSpec
-from tasks.models import Delivery, Task
+from tasks.models import Delivery, IdempotencyKey, Task
+from tasks.submissions import submission_key
 from tests.harness import at_once
 
 pytestmark = pytest.mark.django_db
@@ -377,6 +379,15 @@ def test_a_form_refused_and_corrected_keeps_its_submission_and_sends_once(signed
     signed_in.post("/", form_data(submission=submission))
     signed_in.post("/", form_data(submission=submission))
     assert Task.objects.filter(owner=user).count() == 1
+
+
+def test_the_submission_key_fits_the_idempotency_store():
+    """PostgreSQL enforces the columns' lengths (SQLite does not): the key and the fingerprint must fit them."""
+    once = submission_key(uuid.uuid4().hex, QueryDict("recipients=a%40example.com&description=" + "x" * 5000))
+    assert once is not None
+    assert len(once.key) <= IdempotencyKey._meta.get_field("key").max_length
+    assert len(once.fingerprint) <= IdempotencyKey._meta.get_field("fingerprint").max_length
+    assert submission_key("not-hex", QueryDict("")) is None
 
 
 def test_twin_posts_at_the_same_moment_send_once(transactional_db, user):
