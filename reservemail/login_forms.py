@@ -16,22 +16,18 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.validators import MaxLengthValidator
 
 
-def _check_username_length(form: AuthenticationForm) -> None:
-    limit = form.username_field.max_length or 254  # as AuthenticationForm draws it
-    form.fields["username"].validators.append(MaxLengthValidator(limit))
+class UsernameLengthChecked(AuthenticationForm):
+    """Checks the drawn ``max_length`` of the username, which AuthenticationForm only draws."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limit = self.username_field.max_length or 254  # as AuthenticationForm draws it
+        self.fields["username"].validators.append(MaxLengthValidator(limit))
 
 
-class LoginForm(AuthenticationForm):
+class LoginForm(UsernameLengthChecked):
     """The pages' sign-in form (/accounts/login/, and the browsable API's /api/auth/login/)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _check_username_length(self)
 
-
-class AdminLoginForm(AdminAuthenticationForm):
+class AdminLoginForm(UsernameLengthChecked, AdminAuthenticationForm):
     """The admin's sign-in form (/admin/login/)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _check_username_length(self)

@@ -36,7 +36,7 @@ from tasks.mail import MailSpec
 from tasks.models import PENDING, Delivery, Task
 from tasks.recipients import label_of
 from tasks.selectors import get_task_of, with_context_text
-from tasks.submissions import submission_key
+from tasks.submissions import send_once
 
 S = Task.Status
 # Why a task in this status is skipped by an action, per action.
@@ -262,22 +262,20 @@ class TaskAdmin(admin_base.ModelAdmin):
 
     def _create(self, request: HttpRequest, form: AdminMailForm) -> Task | None:
         """The send the form asks for, once per filled-in form (tasks.submissions); None with the errors shown."""
-        once = submission_key(form.cleaned_data.get("submission") or "", request.POST)
+        staff = cast(AbstractBaseUser, request.user)  # behind admin_view: a signed-in staff member
         try:
-            if once is None:
-                task_id, replayed = self._made(request, form)[1]["id"], False
-            else:
-                staff = cast(AbstractBaseUser, request.user)  # behind admin_view: a signed-in staff member
-                outcome = services.run_idempotent(
-                    user=staff, key=once.key, fingerprint=once.fingerprint, handler=lambda: self._made(request, form)
-                )
-                task_id, replayed = outcome.body["id"], outcome.replayed
+            outcome = send_once(
+                user=staff,
+                submission=form.cleaned_data.get("submission") or "",
+                data=request.POST,
+                handler=lambda: self._made(request, form),
+            )
         except ReservemailError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
             return None
-        task = get_task_of(None, task_id)
+        task = get_task_of(None, outcome.body["id"])
         status = task.status_in_sentence()
-        if replayed:
+        if outcome.replayed:
             self.message_user(
                 request,
                 _("This form was already sent; nothing more was sent. Mail #%(id)s is %(status)s.")

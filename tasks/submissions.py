@@ -13,9 +13,14 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import QueryDict
+
+from tasks import services
 
 SUBMISSION_PATTERN = re.compile(r"[0-9a-f]{32}")
 NOT_CONTENT = {"csrfmiddlewaretoken", "submission", "action"}  # what may differ between twin POSTs of one form
@@ -45,3 +50,17 @@ def submission_key(submission: str, data: QueryDict) -> SubmissionKey | None:
     content = sorted((name, data.getlist(name)) for name in data if name not in NOT_CONTENT)
     digest = hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
     return SubmissionKey(key=f"mail-form:{submission}:{digest[:40]}", fingerprint=digest)
+
+
+def send_once(
+    *, user: AbstractBaseUser, submission: str, data: QueryDict, handler: Callable[[], tuple[int, Any]]
+) -> services.Outcome:
+    """Run ``handler`` (which makes the send) once for this filled-in form; its answer, and whether it was replayed.
+
+    A POST without a well-formed submission value runs ``handler`` unguarded (see submission_key).
+    """
+    once = submission_key(submission, data)
+    if once is None:
+        status, body = handler()
+        return services.Outcome(status=status, body=body, replayed=False)
+    return services.run_idempotent(user=user, key=once.key, fingerprint=once.fingerprint, handler=handler)

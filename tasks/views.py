@@ -28,7 +28,7 @@ from tasks.health import health_report
 from tasks.mail import MailSpec
 from tasks.models import Task
 from tasks.selectors import get_task_of, get_task_shown_of, list_deliveries_of, list_history_of, stored_context_of
-from tasks.submissions import submission_key
+from tasks.submissions import send_once
 
 HISTORY_PAGE_SIZE = 20
 DELIVERIES_PAGE_SIZE = 100
@@ -81,25 +81,20 @@ def _send(request: AuthedRequest, form: MailForm, repeat: RepeatForm) -> HttpRes
     Once per filled-in form (tasks.submissions): the twin of a POST already done makes nothing and
     says what the first one made.
     """
-    data = form.cleaned_data
-    once = submission_key(data.get("submission") or "", request.POST)
     try:
-        if once is None:
-            made, replayed = _create(request, form, repeat)[1], False
-        else:
-            outcome = services.run_idempotent(
-                user=request.user,
-                key=once.key,
-                fingerprint=once.fingerprint,
-                handler=lambda: _create(request, form, repeat),
-            )
-            made, replayed = outcome.body, outcome.replayed
+        outcome = send_once(
+            user=request.user,
+            submission=form.cleaned_data.get("submission") or "",
+            data=request.POST,
+            handler=lambda: _create(request, form, repeat),
+        )
     except ReservemailError as exc:
         field = exc.field if exc.field in form.fields else None
         form.add_error(field, exc.message)
         messages.error(request, _("The mail was not sent. Please correct the marked fields."))
         return None
-    if replayed:
+    made = outcome.body
+    if outcome.replayed:
         already = _("This form was already sent; nothing more was sent.")
         messages.info(request, f"{already} {made['message']}")
     else:

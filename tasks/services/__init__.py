@@ -5,7 +5,7 @@ The worker side (claim, send, settle) is tasks.delivery; both write status only 
 from tasks.services.change import Canceled, cancel_reserve, cancel_task, reschedule, reschedule_task, send_now
 from tasks.services.create import enqueue_task, reserve_task, retry_task
 from tasks.services.edit import ReservationChanges, edit_reservation
-from tasks.services.idempotency import run_idempotent
+from tasks.services.idempotency import Outcome, run_idempotent
 from tasks.services.preview import Preview, preview_mail, render_delivery
 from tasks.services.reconcile import ReconcileReport, reconcile_tasks
 from tasks.services.submit import ensure_send_quota, submit_send
@@ -13,6 +13,7 @@ from tasks.services.testmail import send_test
 
 __all__ = [
     "Canceled",
+    "Outcome",
     "Preview",
     "ReconcileReport",
     "ReservationChanges",

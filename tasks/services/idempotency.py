@@ -25,6 +25,8 @@ KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # visible ASCII, as Stripe and 
 
 @dataclass(frozen=True)
 class Outcome:
+    """A handler's stored answer (HTTP status and body) and whether it was replayed rather than run."""
+
     status: int
     body: Any
     replayed: bool
@@ -35,6 +37,11 @@ def ensure_idempotency_key(key: str) -> str:
     if not KEY_PATTERN.fullmatch(key):
         raise InvalidIdempotencyKeyError(_("The Idempotency-Key header must be 1 to 255 visible ASCII characters."))
     return key
+
+
+def _expired_before(now: datetime) -> datetime:
+    """Stored answers created before this moment are past IDEMPOTENCY_KEY_TTL: never replayed."""
+    return now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
 
 
 def _stored(*, user: AbstractBaseUser, key: str, fingerprint: str) -> Outcome | None:
@@ -61,9 +68,7 @@ def run_idempotent(
     """
     ensure_idempotency_key(key)
     now = timezone.now()
-    IdempotencyKey.objects.filter(
-        user_id=user.pk, key=key, created_at__lt=now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
-    ).delete()
+    IdempotencyKey.objects.filter(user_id=user.pk, key=key, created_at__lt=_expired_before(now)).delete()
     try:
         with transaction.atomic():
             stored = _stored(user=user, key=key, fingerprint=fingerprint)
@@ -99,7 +104,6 @@ def purge_expired_keys(*, now: datetime) -> int:
     create with a key and every send of the mail form stores one, so without this the table grows
     for good. purge_tasks runs it.
     """
-    cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
-    deleted = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()[0]
+    deleted = IdempotencyKey.objects.filter(created_at__lt=_expired_before(now)).delete()[0]
     logger.info("purged expired idempotency keys=%s", deleted)
     return deleted
