@@ -38,9 +38,7 @@ class TaskNotFoundError(ReservemailError):
     status = 404
 
     def __init__(self, task_id: object) -> None:
-        from django.utils.translation import gettext
-
-        super().__init__(gettext("Task #%(id)s was not found.") % {"id": task_id})
+        super().__init__(_("Task #%(id)s was not found.") % {"id": task_id})
 
 
 class QuotaExceededError(ReservemailError):
