@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, NotRequired, TypedDict
 
 from reservemail.exceptions import ReservemailError
@@ -67,17 +68,41 @@ def prune_entries(entries: list[Entry], *, now_ts: float, grace_seconds: float) 
     """Drop entries of tasks that ended more than ``grace_seconds`` ago; keep at most MAX_ENTRIES.
 
     The grace period lets a polling page see the final state before the entry leaves the list.
+    Past the cap, what the page needs least leaves first: ended entries (earliest ended first),
+    then reservations due furthest ahead, then the oldest of the rest; the kept ones keep their
+    order. Why: dropping by age dropped the reservations made first, often the ones due soonest,
+    whose countdown the page is there to show.
     """
     kept = [
         entry
         for entry in entries
         if entry.get("status") not in ENDED_STATUSES or now_ts - float(entry.get("ended_ts") or now_ts) <= grace_seconds
     ]
-    if len(kept) > MAX_ENTRIES:
-        ended = [e for e in kept if e.get("status") in ENDED_STATUSES]
-        drop = {id(e) for e in ended[: len(kept) - MAX_ENTRIES]}
-        kept = [e for e in kept if id(e) not in drop][-MAX_ENTRIES:]
-    return kept
+    excess = len(kept) - MAX_ENTRIES
+    if excess <= 0:
+        return kept
+    drop = {id(entry) for entry in _least_needed_first(kept)[:excess]}
+    return [entry for entry in kept if id(entry) not in drop]
+
+
+def _least_needed_first(entries: list[Entry]) -> list[Entry]:
+    ended = sorted(
+        (e for e in entries if e.get("status") in ENDED_STATUSES), key=lambda e: float(e.get("ended_ts") or 0.0)
+    )
+    due = {id(e): at for e in entries if e.get("status") == "reserved" and (at := _due_at(e)) is not None}
+    reserved = sorted((e for e in entries if id(e) in due), key=lambda e: due[id(e)], reverse=True)
+    listed = {id(e) for e in ended} | due.keys()
+    return ended + reserved + [e for e in entries if id(e) not in listed]
+
+
+def _due_at(entry: Entry) -> datetime | None:
+    """The entry's ``reserved_at`` as an aware datetime, or None if it has none that reads as one."""
+    raw = entry.get("reserved_at")
+    try:
+        at = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+    return at if at is not None and at.tzinfo is not None else None
 
 
 def validate_payload(name: str, payload: Any) -> None:

@@ -74,6 +74,34 @@ def test_prune_entries_caps_the_list_dropping_ended_first():
     assert [x["task_id"] for x in kept if x["status"] == "running"] == [x["task_id"] for x in live]
 
 
+def test_prune_entries_past_the_cap_drops_reservations_due_furthest_ahead_before_the_rest():
+    def due(task_id, minutes, **kw):
+        at = f"2026-12-07T{9 + minutes // 60:02d}:{minutes % 60:02d}:00+00:00"
+        return e(task_id, "reserved", reserved_at=at, **kw)
+
+    soonest = [due(i, i % 600) for i in range(MAX_ENTRIES - 10)]  # made first, due within ten hours
+    running = [e(5_000 + i) for i in range(10)]
+    later = [due(8_000 + i, 700 + i) for i in range(30)]  # made last, due after all of the above
+    odd = [e(9_000, "reserved", reserved_at="not a time"), e(9_001, "reserved", reserved_at="2026-12-07T09:00:00")]
+    ended = [e(9_500, "canceled", ended_ts=99.0)]
+    entries = soonest + running + ended + later + odd
+    kept = prune_entries(entries, now_ts=100.0, grace_seconds=60)
+
+    ids = [x["task_id"] for x in kept]
+    assert ids == [x["task_id"] for x in entries if x["task_id"] in set(ids)], "the kept ones keep their order"
+    # 1,033 entries, 33 too many: the ended one, the 30 due last, then the two due latest of the others
+    dropped = {x["task_id"] for x in entries} - set(ids)
+    assert dropped == {9_500, 599, 598} | {x["task_id"] for x in later}
+    assert len(kept) == MAX_ENTRIES
+
+
+def test_prune_entries_past_the_cap_without_reservations_drops_the_oldest():
+    entries = [e(i) for i in range(MAX_ENTRIES + 5)]
+    assert [x["task_id"] for x in prune_entries(entries, now_ts=100.0, grace_seconds=60)] == list(
+        range(5, MAX_ENTRIES + 5)
+    )
+
+
 def test_stamp_ended_marks_only_ended_entries_without_a_stamp():
     entries = [e(1), e(2, "finished"), e(3, "canceled", ended_ts=5.0)]
     stamped = stamp_ended(entries, now_ts=42.0)
