@@ -128,3 +128,50 @@ def test_preview_csv_review_bad_row_and_per_recipient_mail(
         "message": "화요일 2시 강의실 202",
     }
     assert errors == []
+
+
+def test_a_double_click_on_send_a_test_sends_one_test(transactional_db, live_server, live_settings, user, chromium):
+    """The page sends the form once per click burst (static/js/mail_form.js); a test send has no server-side twin check.
+
+    As on a real network, the first POST reaches the server at once and its answer is slow: the route hands
+    the request on (route.fetch) and holds the answer until the second click has happened.
+    """
+    errors: list[str] = []
+    page = mail_page.open_page(chromium, live_server.url, locale="en-US", errors=errors)
+    page.fill("#id_recipients", "a@example.com")
+    page.select_option("#id_template", "welcome")
+    page.fill("#id_ctx_name", "Twice")
+    page.fill("#id_ctx_message", "Once, please.")
+    page.fill("#id_description", "Double click")
+    held = []
+
+    def slow_answer(route):
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        held.append((route, route.fetch()))
+
+    page.route(f"{live_server.url}/", slow_answer)
+    page.locator("#test-button").scroll_into_view_if_needed()
+    box = page.locator("#test-button").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.click(x, y)
+    for _ in range(100):  # bounded: at most 10 s
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert len(held) == 1 and Task.objects.filter(owner=user).count() == 1
+    page.mouse.click(x, y)  # the second click, on the page still shown (a locator would wait for the navigation)
+    page.wait_for_timeout(500)
+    posted = len(held)
+    with page.expect_navigation():
+        route, answer = held[-1]
+        route.fulfill(response=answer)
+    page.unroute(f"{live_server.url}/")
+    assert posted == 1, "the second click sent the form again"
+    assert Task.objects.filter(owner=user).count() == 1
+    assert "is being sent to" in page.inner_text(".messages")
+    with page.expect_navigation():  # the page shown again sends again, on purpose
+        page.click("#test-button")
+    assert Task.objects.filter(owner=user).count() == 2
+    assert errors == []
