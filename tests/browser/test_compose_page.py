@@ -33,6 +33,15 @@ def upload(page, name, data):
     page.set_input_files("#id_recipients_file", files=[{"name": name, "mimeType": "text/csv", "buffer": data}])
 
 
+def fill_welcome(page, recipients, *, name, message, what):
+    """The form filled in for the ``welcome`` template."""
+    page.fill("#id_recipients", recipients)
+    page.select_option("#id_template", "welcome")
+    page.fill("#id_ctx_name", name)
+    page.fill("#id_ctx_message", message)
+    page.fill("#id_description", what)
+
+
 def submit(page, button="#mail-form button.primary[value=send]"):
     with page.expect_navigation():
         page.click(button)
@@ -58,11 +67,7 @@ def test_preview_csv_review_bad_row_and_per_recipient_mail(
     page = mail_page.open_page(chromium, live_server.url, locale="en-US", errors=errors)
 
     # Preview: the subject, the text and the HTML part (in a sandboxed iframe) of the chosen recipient.
-    page.fill("#id_recipients", "a@example.com\nBea <b@example.com>")
-    page.select_option("#id_template", "welcome")
-    page.fill("#id_ctx_name", "Browser")
-    page.fill("#id_ctx_message", "See you <soon>.")
-    page.fill("#id_description", "Compose")
+    fill_welcome(page, "a@example.com\nBea <b@example.com>", name="Browser", message="See you <soon>.", what="Compose")
     page.fill("#id_preview_recipient", "b@example.com")
     submit(page, "#preview-button")
     assert page.inner_text("#preview-to") == "Bea <b@example.com>"
@@ -138,11 +143,7 @@ def test_a_double_click_on_send_a_test_sends_one_test(transactional_db, live_ser
     """
     errors: list[str] = []
     page = mail_page.open_page(chromium, live_server.url, locale="en-US", errors=errors)
-    page.fill("#id_recipients", "a@example.com")
-    page.select_option("#id_template", "welcome")
-    page.fill("#id_ctx_name", "Twice")
-    page.fill("#id_ctx_message", "Once, please.")
-    page.fill("#id_description", "Double click")
+    fill_welcome(page, "a@example.com", name="Twice", message="Once, please.", what="Double click")
     held = []
 
     def slow_answer(route):
