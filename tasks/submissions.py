@@ -5,6 +5,10 @@ same form is shown again (errors, preview, test). Sending runs through the API's
 store (tasks.services.run_idempotent) under a key made of that value and of what was filled in:
 the second of two identical POSTs (a double click, a browser that resends) creates nothing and is
 told which send the first one made; a form changed after going back in the browser is a new send.
+
+"Send a test to me" is guarded the same way under a value of its own, ``test_submission``, which
+is new on every page shown: the twin POSTs of one click burst (or a browser's resend) send one
+test, while clicking again on the page that answered sends another, as the user meant to.
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ from django.http import QueryDict
 from tasks import services
 
 SUBMISSION_PATTERN = re.compile(r"[0-9a-f]{32}")
-NOT_CONTENT = {"csrfmiddlewaretoken", "submission", "action"}  # what may differ between twin POSTs of one form
+# What may differ between twin POSTs of one form (the test value is new on each page shown).
+NOT_CONTENT = {"csrfmiddlewaretoken", "submission", "test_submission", "action"}
+
+
+SEND_KIND = "mail-form"  # the kinds of POST a submission value guards: a send, reserve or series
+TEST_KIND = "mail-test"  # and a test to the signed-in user
 
 
 def new_submission() -> str:
@@ -38,8 +47,8 @@ class SubmissionKey:
     fingerprint: str
 
 
-def submission_key(submission: str, data: QueryDict) -> SubmissionKey | None:
-    """The idempotency key of this POST of the form (``mail-form:<submission>:<digest of its content>``).
+def submission_key(submission: str, data: QueryDict, *, kind: str = SEND_KIND) -> SubmissionKey | None:
+    """The idempotency key of this POST of the form (``<kind>:<submission>:<digest of its content>``).
 
     None when the POST carries no well-formed submission value (a page from before it existed):
     that send is not guarded. The fingerprint is the content's whole digest, so a key always comes
@@ -49,17 +58,22 @@ def submission_key(submission: str, data: QueryDict) -> SubmissionKey | None:
         return None
     content = sorted((name, data.getlist(name)) for name in data if name not in NOT_CONTENT)
     digest = hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
-    return SubmissionKey(key=f"mail-form:{submission}:{digest[:40]}", fingerprint=digest)
+    return SubmissionKey(key=f"{kind}:{submission}:{digest[:40]}", fingerprint=digest)
 
 
 def send_once(
-    *, user: AbstractBaseUser, submission: str, data: QueryDict, handler: Callable[[], tuple[int, Any]]
+    *,
+    user: AbstractBaseUser,
+    submission: str,
+    data: QueryDict,
+    handler: Callable[[], tuple[int, Any]],
+    kind: str = SEND_KIND,
 ) -> services.Outcome:
     """Run ``handler`` (which makes the send) once for this filled-in form; its answer, and whether it was replayed.
 
     A POST without a well-formed submission value runs ``handler`` unguarded (see submission_key).
     """
-    once = submission_key(submission, data)
+    once = submission_key(submission, data, kind=kind)
     if once is None:
         status, body = handler()
         return services.Outcome(status=status, body=body, replayed=False)

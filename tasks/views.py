@@ -28,7 +28,7 @@ from tasks.health import health_report
 from tasks.mail import MailSpec
 from tasks.models import Task
 from tasks.selectors import get_task_of, get_task_shown_of, list_deliveries_of, list_history_of, stored_context_of
-from tasks.submissions import send_once
+from tasks.submissions import TEST_KIND, new_submission, send_once
 
 HISTORY_PAGE_SIZE = 20
 DELIVERIES_PAGE_SIZE = 100
@@ -63,7 +63,13 @@ def mail_form(request: AuthedRequest) -> HttpResponse:
         extra["csv_review"] = review_of(
             form.csv_import, template=form.data.get("template", ""), shared=form.cleaned_data.get("context") or {}
         )
-    context = {"form": form, "repeat_form": repeat, "template_names": template_context_names(), **extra}
+    context = {
+        "form": form,
+        "repeat_form": repeat,
+        "template_names": template_context_names(),
+        "test_submission": new_submission(),  # new on every page shown: a click on it is a new test
+        **extra,
+    }
     return render(request, "tasks/mail_form.html", context)
 
 
@@ -134,21 +140,39 @@ def _create(request: AuthedRequest, form: MailForm, repeat: RepeatForm) -> tuple
 
 
 def _send_test(request: AuthedRequest, form: MailForm) -> None:
-    """A test to the signed-in user; the form stays filled in, so composing goes on."""
-    data = form.cleaned_data
-    mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
+    """A test to the signed-in user; the form stays filled in, so composing goes on.
+
+    Once per page shown (tasks.submissions): the twin of a test POST already done sends nothing and
+    says which test the first one made.
+    """
     try:
-        task = services.send_test(
-            owner=request.user, mail=mail, recipient=data.get("preview_recipient"), description=data["description"]
+        outcome = send_once(
+            user=request.user,
+            submission=request.POST.get("test_submission", ""),
+            data=request.POST,
+            handler=lambda: _create_test(request, form),
+            kind=TEST_KIND,
         )
     except ReservemailError as exc:
         form.add_error(field_of(form, exc), exc.message)
         messages.error(request, _("The test was not sent: %(reason)s") % {"reason": exc.message})
+        return
+    if outcome.replayed:
+        already = _("This test was already sent; nothing more was sent.")
+        messages.info(request, f"{already} {outcome.body['message']}")
     else:
-        messages.success(
-            request,
-            _("Test #%(id)s is being sent to %(address)s.") % {"id": task.pk, "address": request.user.email},
-        )
+        messages.success(request, str(outcome.body["message"]))
+
+
+def _create_test(request: AuthedRequest, form: MailForm) -> tuple[int, dict[str, object]]:
+    """Create the test the form asks for; ``(201, what was made)``, as the idempotency store keeps it."""
+    data = form.cleaned_data
+    mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
+    task = services.send_test(
+        owner=request.user, mail=mail, recipient=data.get("preview_recipient"), description=data["description"]
+    )
+    message = _("Test #%(id)s is being sent to %(address)s.") % {"id": task.pk, "address": request.user.email}
+    return 201, {"kind": "test", "id": task.pk, "message": message}
 
 
 @login_required

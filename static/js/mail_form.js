@@ -62,8 +62,8 @@
     });
   }
 
-  // One submit at a time: a double click on any of the buttons sends the form once (for "Send" the
-  // server refuses the twin as well: tasks/submissions.py; a test send has only this). Not disabling the
+  // One submit at a time: a double click on any of the buttons sends the form once (for "Send" and
+  // "Send a test to me" the server refuses the twin as well: tasks/submissions.py). Not disabling the
   // buttons, which would drop the clicked one's action; released after a while, and when the back
   // button shows the page again, so a stopped or slow request can be sent again on purpose.
   var sending = false;

@@ -136,7 +136,7 @@ def test_preview_csv_review_bad_row_and_per_recipient_mail(
 
 
 def test_a_double_click_on_send_a_test_sends_one_test(transactional_db, live_server, live_settings, user, chromium):
-    """The page sends the form once per click burst (static/js/mail_form.js); a test send has no server-side twin check.
+    """The page sends the form once per click burst (static/js/mail_form.js), before the server's twin check.
 
     As on a real network, the first POST reaches the server at once and its answer is slow: the route hands
     the request on (route.fetch) and holds the answer until the second click has happened.

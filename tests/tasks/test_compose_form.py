@@ -74,6 +74,40 @@ def test_test_send_goes_to_the_user_as_a_test_task(signed_in, user, django_captu
     assert '<span class="badge test-badge">Test</span>' in history
 
 
+def token_of_test_button(page: str) -> str:
+    found = re.search(r'name="test_submission" value="([0-9a-f]{32})"', page)
+    assert found, "the page carries no test_submission value"
+    return found.group(1)
+
+
+def test_a_test_posted_twice_from_one_page_sends_one_test_and_the_next_click_another(
+    signed_in, django_capture_on_commit_callbacks
+):
+    """A double click without the page's script, or a browser that resends: one test; a click on the answer: another."""
+    data = form_data(action="test", test_submission=token_of_test_button(signed_in.get("/").content.decode()))
+    with django_capture_on_commit_callbacks(execute=True):
+        first = signed_in.post("/", data).content.decode()
+        twin = signed_in.post("/", data).content.decode()
+    (task,) = Task.objects.all()
+    assert f"Test #{task.pk} is being sent to alice@example.com." in first
+    told = f"This test was already sent; nothing more was sent. Test #{task.pk} is being sent to alice@example.com."
+    assert told in twin
+    assert 'value="June news"' in twin, "the form stays filled in"
+    assert token_of_test_button(first) != token_of_test_button(twin) != data["test_submission"]
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_in.post("/", {**data, "test_submission": token_of_test_button(twin)})
+    assert Task.objects.filter(is_test=True).count() == 2
+
+
+def test_a_refused_test_stores_nothing_and_may_be_sent_once_corrected(signed_in, django_capture_on_commit_callbacks):
+    token = token_of_test_button(signed_in.get("/").content.decode())
+    refused = signed_in.post("/", form_data(action="test", test_submission=token, preview_recipient="x@example.com"))
+    assert "The test was not sent" in refused.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_in.post("/", form_data(action="test", test_submission=token))
+    assert Task.objects.filter(is_test=True).count() == 1
+
+
 def test_test_send_without_an_address_is_refused(client, other_user):
     client.force_login(other_user)
     page = client.post("/", form_data(action="test")).content.decode()
