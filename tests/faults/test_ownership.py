@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import sqlite3
-import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -26,7 +25,7 @@ from tasks.mail import MailSpec
 from tasks.models import Delivery, Task
 from tests.faults.conftest import TIMEOUT, arrival_by_task, claimed_early, lateness, one, size
 from tests.faults.oracle import classify, lateness_figures, report
-from tests.harness import wait_until
+from tests.harness import at_once, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.timeout(TIMEOUT)]
 
@@ -204,20 +203,12 @@ def test_concurrent_cancels_exactly_one_wins(rig, owners, capsys, transactional_
     wait_until(lambda: len(rig.sink.received) >= 3, timeout=30, what="the long send to start")
     results: dict[int, Counter] = {}
     for task_id in (reserved.pk, long.pk):
-        barrier = threading.Barrier(20)
         codes: list[int] = []
 
-        def cancel(task_id: int = task_id, barrier: threading.Barrier = barrier, codes: list[int] = codes) -> None:
-            client = Client(HTTP_AUTHORIZATION=f"Token {token}")
-            barrier.wait(timeout=10)
-            codes.append(client.post(f"/api/tasks/{task_id}/cancel/").status_code)
-            connection.close()
+        def cancel(task_id: int = task_id, codes: list[int] = codes) -> None:
+            codes.append(Client(HTTP_AUTHORIZATION=f"Token {token}").post(f"/api/tasks/{task_id}/cancel/").status_code)
 
-        threads = [threading.Thread(target=cancel) for _ in range(20)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        assert at_once(20, cancel, after=lambda: connection.close()) == []
         results[task_id] = Counter(codes)
     rig.sink.handler.delay = 0.0
     classes = classify([reserved.pk, long.pk], rig.sink.received)
