@@ -4,10 +4,8 @@ from django.urls import include, path
 
 from reservemail import api, rq_dashboard
 from reservemail.api_urls import api_urlpatterns
-from reservemail.login_forms import AdminLoginForm, LoginForm
+from reservemail.login_forms import LoginForm
 from reservemail.metrics import metrics
-
-admin.site.login_form = AdminLoginForm
 
 urlpatterns = [
     path("api/", include(api_urlpatterns())),
