@@ -40,6 +40,11 @@ def log_line(series: Series, line: str, *, now: datetime) -> None:
     logger.info("series_id=%s %s", series.pk, line)
 
 
+def in_zone(moment: datetime, zone: ZoneInfo) -> str:
+    """``moment`` as the series' log writes a start: in the series' zone, to the second, with its offset."""
+    return moment.astimezone(zone).isoformat(timespec="seconds")
+
+
 def lock(series_id: int) -> Series:
     """The series row, locked until the end of the caller's transaction."""
     return Series.objects.select_for_update().get(pk=series_id)

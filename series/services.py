@@ -86,7 +86,7 @@ def create_series(
             zone=zone,
             start_at=start_at,
         )
-        plan.log_line(series, f"created: {parsed.text} in {zone} from {start_at.isoformat()}", now=now)
+        plan.log_line(series, f"created: {parsed.text} in {zone} from {plan.in_zone(start_at, tz)}", now=now)
         plan.materialize(series, now=now, strict=True)
         if series.status == S.ENDED:
             raise RuleError(_("The rule has no occurrence after now."), field="rule")
@@ -183,7 +183,7 @@ def change_series(
         series.description = ensure_description(description)
     plan.cancel_waiting(series, now=now, why="changed")
     series.next_at = None
-    plan.log_line(series, f"changed: {series.rule} in {series.zone} from {series.start_at.isoformat()}", now=now)
+    plan.log_line(series, f"changed: {series.rule} in {series.zone} from {plan.in_zone(series.start_at, tz)}", now=now)
     series.save(update_fields=["rule", "zone", "start_at", "description"])
     if series.status == S.ACTIVE:
         _lock_owner(series.owner)

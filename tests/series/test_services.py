@@ -54,6 +54,18 @@ def test_create_series_reserves_its_first_occurrence_and_schedules_its_job(user,
     assert "occurrence 1 reserved" in series.log
 
 
+def test_the_log_gives_the_start_in_the_series_zone_like_its_occurrences(user):
+    """A start typed in UTC (the API) or with microseconds (now) reads as the occurrences do: local, to the second."""
+    start = (timezone.now() + timedelta(hours=1)).replace(minute=30, second=5, microsecond=123456)
+    series = make(user, "FREQ=DAILY", start)
+    local = start.astimezone(SEOUL).replace(microsecond=0)
+    assert f"created: FREQ=DAILY in Asia/Seoul from {local.isoformat()}\n" in series.log
+    later = start.astimezone(ZoneInfo("UTC")) + timedelta(days=1)
+    services.change_series(owner=user, series_id=series.pk, zone="Europe/Paris", start_at=later)
+    paris = later.astimezone(ZoneInfo("Europe/Paris")).replace(microsecond=0)
+    assert f"changed: FREQ=DAILY in Europe/Paris from {paris.isoformat()}\n" in Series.objects.get(pk=series.pk).log
+
+
 def test_create_series_refuses_a_bad_rule_and_writes_nothing(user, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks, pytest.raises(RuleError) as caught:
         make(user, "FREQ=DAILY;BYSETPOS=1")

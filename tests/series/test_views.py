@@ -184,7 +184,7 @@ def test_series_page_changes_the_start_and_the_next_occurrence_moves(signed_in, 
     assert (after["start_at"], after["next_at"], after["description"]) == (later, later, "digest")
     [(_pk, due, _description)] = after["waiting"]
     assert due == later
-    line = f"changed: FREQ=DAILY in Asia/Seoul from {timezone.localtime(later, SEOUL).isoformat()}"
+    line = f"changed: FREQ=DAILY in Asia/Seoul from {timezone.localtime(later, SEOUL).isoformat(timespec='seconds')}"
     assert line in Series.objects.get(pk=series.pk).log
 
 
