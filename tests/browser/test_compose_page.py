@@ -101,6 +101,9 @@ def test_preview_csv_review_bad_row_and_per_recipient_mail(
     assert page.inner_text("#preview-subject") == "Welcome to reservemail, 김민준"
     assert page.frame_locator("#preview-html").locator("p").nth(0).inner_text(timeout=5_000) == "Hello 김민준,"
     page.screenshot(path=str(OUTPUT_DIR / "compose-review-en.png"), full_page=True)
+    # Chromium leaves an iframe below the viewport blank in a full-page screenshot (microsoft/playwright#40583):
+    # the preview on its own, scrolled into view, shows its HTML part as the user sees it.
+    page.locator("#mail-preview").screenshot(path=str(OUTPUT_DIR / "compose-preview-en.png"))
     assert (Task.objects.count(), smtp.received) == (0, [])
     page.select_option("#id_template", "welcome")
     page.fill("#id_description", "Spring class")
