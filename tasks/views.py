@@ -273,6 +273,7 @@ def cancel(request: AuthedRequest, task_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def reschedule(request: AuthedRequest, task_id: int) -> HttpResponse:
+    found_or_404(get_task_of, request.user, task_id)  # another user's task is missing, whatever was posted
     form = RescheduleForm(request.POST)
     if not form.is_valid():
         for error in form.errors.get("scheduled_at", []):
