@@ -18,6 +18,7 @@ from series import services
 from series.exceptions import RuleError
 from series.models import Series
 from series.rules import parse_rule, summarize
+from tasks.display import log_in_zone
 
 
 @admin.register(Series)
@@ -62,7 +63,7 @@ class SeriesAdmin(admin_base.ModelAdmin):
 
     @admin.display(description=gettext_lazy("log"))
     def log_lines(self, obj: Series) -> str:
-        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', obj.log or "-")
+        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', log_in_zone(obj.log) or "-")
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Series], service: Callable[..., Any]) -> None:
         done, errors = 0, []

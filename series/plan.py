@@ -22,6 +22,7 @@ from series.exceptions import RuleError
 from series.models import Series
 from series.selectors import waiting_occurrence
 from tasks.exceptions import QuotaExceededError, TaskStateError
+from tasks.logfields import LOG_STAMP
 from tasks.mail import MailSpec
 from tasks.services.change import cancel_reserve
 from tasks.services.create import reserve_task
@@ -36,7 +37,7 @@ MARGIN = timedelta(seconds=1)  # an occurrence must be this much later than the 
 
 def log_line(series: Series, line: str, *, now: datetime) -> None:
     """Append a time-stamped line to the (locked) series' log; saved by the caller."""
-    series.log += f"{now.strftime('%Y-%m-%dT%H:%M:%S%z')} {line}\n"
+    series.log += f"{now.strftime(LOG_STAMP)} {line}\n"
     logger.info("series_id=%s %s", series.pk, line)
 
 

@@ -30,7 +30,7 @@ from reservemail.http import found_or_404
 from reservemail.rq_dashboard import DashboardAdmin
 from tasks import services
 from tasks.compose import FORGET_CSV, preview_of, review_of, without_csv
-from tasks.display import preview_json
+from tasks.display import log_in_zone, preview_json
 from tasks.forms import MailForm, ReservationEditForm
 from tasks.mail import MailSpec
 from tasks.models import PENDING, Delivery, Task
@@ -123,7 +123,7 @@ class TaskAdmin(admin_base.ModelAdmin):
 
     @admin.display(description=gettext_lazy("log"))
     def log_lines(self, obj: Task) -> str:
-        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', obj.log or "-")
+        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', log_in_zone(obj.log) or "-")
 
     # The detail page is read-only: a saved form would overwrite the row behind the worker's back.
     def has_change_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:

@@ -1,4 +1,4 @@
-"""How pages show what a task stores: a bounded, safe preview of its context, whatever was stored.
+"""How pages show what a task stores: a bounded, safe preview of its context, its log in the reader's zone.
 
 Rows written before the input limits (tasks.validation) may hold a context nested hundreds of
 levels deep or megabytes long; decoding one with the json module (which recurses) can raise
@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
+
+from django.utils import timezone
+
+from tasks.logfields import LOG_STAMP
 
 PREVIEW_CHARS = 2000  # shown at most; the rest is cut with a note
 PREVIEW_PARSE_CHARS = 64 * 1024  # longer stored text is shown as it is, not decoded
@@ -63,3 +68,23 @@ def read_stored(text: str | None) -> object:
         return json.loads(text)
     except ValueError:
         return None
+
+
+_STAMPED = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{4}) ", re.M)
+
+
+def log_in_zone(text: str) -> str:
+    """A stored log (task or series) with each line's time stamp moved to the active time zone.
+
+    Stored in UTC, as every time is; shown as the rest of the page shows times. A line that does
+    not start with a stamp (or one that does not parse) is shown as stored.
+    """
+
+    def local(match: re.Match[str]) -> str:
+        try:
+            moment = datetime.strptime(match.group(1), LOG_STAMP)  # noqa: DTZ007 - LOG_STAMP ends in %z: aware
+        except ValueError:
+            return match.group(0)
+        return timezone.localtime(moment).strftime(LOG_STAMP) + " "
+
+    return _STAMPED.sub(local, text)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from tasks.models import Task
 
+LOG_STAMP = "%Y-%m-%dT%H:%M:%S%z"  # how a task's or a series' log line starts: the moment it was written, in UTC
+
 
 def task_fields(task: Task, transition: str) -> dict[str, object]:
     """Return ``extra=`` for a log call on a status change, e.g. ``transition="reserved->running"``."""

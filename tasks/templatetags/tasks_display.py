@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from tasks.display import preview_json
+from tasks.display import log_in_zone, preview_json
 from tasks.recipients import StoredRecipient, label_of, parse_stored
 
 register = template.Library()
@@ -26,3 +26,9 @@ def recipient_data(entry: StoredRecipient) -> list[tuple[str, object]]:
 def context_preview(text: str | None) -> str:
     """A task's stored context text (selectors annotate it as ``context_text``), bounded and never recursing."""
     return preview_json(text)
+
+
+@register.filter
+def local_log(text: str | None) -> str:
+    """A task's or series' log with its time stamps in the active zone (escaped by the template as usual)."""
+    return log_in_zone(text or "")

@@ -15,6 +15,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from tasks.logfields import LOG_STAMP
 from tasks.models import TRANSITIONS, Delivery, Task
 from tasks.selectors import with_context_text
 
@@ -24,7 +25,7 @@ D = Delivery.Status
 
 def append_log(line: str) -> Concat:
     """An expression that appends a time-stamped line to ``Task.log`` in the same UPDATE."""
-    stamp = timezone.now().strftime("%Y-%m-%dT%H:%M:%S%z")
+    stamp = timezone.now().strftime(LOG_STAMP)
     return Concat(F("log"), Value(f"{stamp} {line}\n"))
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
 from notifications.models import Notification
+from series import services as services_of_series
 from tasks import services
 from tasks.mail import MailSpec
 from tasks.models import Delivery, IdempotencyKey, Task
@@ -321,6 +322,28 @@ def test_task_page_lists_every_recipient_failures_first(signed_in, user):
     html = signed_in.get(f"/tasks/{task.pk}/").content.decode()
     rows = re.findall(r"<tr><td>(r\d@example.com)</td>", html)
     assert rows[0] == "r0@example.com" and sorted(rows) == [f"r{j}@example.com" for j in range(8)]
+
+
+def test_task_and_series_logs_show_their_times_in_the_readers_zone(signed_in, user, client):
+    """Stored in UTC; shown, like every other time on the page, in the reader's zone (Asia/Seoul by default)."""
+    stored = "2026-12-07T10:50:42+0000 created\n<b>typed</b> by a user, no stamp\n2026-13-40T99:00:00+0000 garbled\n"
+    task = Task.objects.create(owner=user, template="welcome", recipients=[], description="x", log=stored)
+    page = signed_in.get(f"/tasks/{task.pk}/").content.decode()
+    shown = re.search(r'<details class="log">.*?<pre>(.*?)</pre>', page, re.S)[1]
+    assert shown == (
+        "2026-12-07T19:50:42+0900 created\n&lt;b&gt;typed&lt;/b&gt; by a user, no stamp\n"
+        "2026-13-40T99:00:00+0000 garbled\n"
+    )
+    series = services_of_series.create_series(
+        owner=user,
+        mail=MailSpec(template="welcome", recipients=("a@example.com",), context={}),
+        description="s",
+        rule="FREQ=DAILY",
+        zone="Europe/Paris",
+        start_at=timezone.now() + timedelta(hours=1),
+    )
+    page = signed_in.get(f"/series/{series.pk}/").content.decode()
+    assert re.search(r'<pre class="card log">\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0900 created: FREQ=DAILY in Europe', page)
 
 
 def test_panel_on_every_page_shows_reservations_with_countdown_data_and_cancel(
