@@ -12,12 +12,12 @@ from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
 from notifications.models import Notification
-from series import services as services_of_series
 from tasks import services
 from tasks.mail import MailSpec
 from tasks.models import Delivery, IdempotencyKey, Task
 from tasks.submissions import submission_key
 from tests.harness import at_once
+from tests.series.test_views import daily
 
 pytestmark = pytest.mark.django_db
 
@@ -334,16 +334,10 @@ def test_task_and_series_logs_show_their_times_in_the_readers_zone(signed_in, us
         "2026-12-07T19:50:42+0900 created\n&lt;b&gt;typed&lt;/b&gt; by a user, no stamp\n"
         "2026-13-40T99:00:00+0000 garbled\n"
     )
-    series = services_of_series.create_series(
-        owner=user,
-        mail=MailSpec(template="welcome", recipients=("a@example.com",), context={}),
-        description="s",
-        rule="FREQ=DAILY",
-        zone="Europe/Paris",
-        start_at=timezone.now() + timedelta(hours=1),
-    )
+    series = daily(user, timezone.now() + timedelta(hours=1))
     page = signed_in.get(f"/series/{series.pk}/").content.decode()
-    assert re.search(r'<pre class="card log">\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0900 created: FREQ=DAILY in Europe', page)
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0900"
+    assert re.search(rf'<pre class="card log">{stamp} created: FREQ=DAILY in Asia/Seoul', page)
 
 
 def test_panel_on_every_page_shows_reservations_with_countdown_data_and_cancel(
