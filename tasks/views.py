@@ -191,7 +191,7 @@ def detail(request: AuthedRequest, task_id: int) -> HttpResponse:
 
 @login_required
 def edit(request: AuthedRequest, task_id: int) -> HttpResponse:
-    """Edit a reservation with the mail form's fields; once it has left, say so on its page."""
+    """Edit a reservation with the mail form's fields, preview it or send a test of it; once it has left, say so."""
     task = found_or_404(get_task_of, request.user, task_id)
     if request.method != "POST" and task.status != Task.Status.RESERVED:  # a POST is told by the service
         messages.error(request, _("Mail #%(id)s can no longer be edited: it is %(status)s.") % _shown(task))
@@ -202,26 +202,52 @@ def edit(request: AuthedRequest, task_id: int) -> HttpResponse:
         return redirect("tasks:detail", task_id=task.pk)
     task.context = stored  # the form types it back; decoded once, safely
     form = ReservationEditForm(request.POST or None, task=task)
-    if request.method == "POST" and form.is_valid():
-        try:
-            task = services.edit_reservation(owner=request.user, task_id=task.pk, changes=form.changes())
-        except TaskStateError as exc:
-            form.add_error(None, exc.message)
-        except ReservemailError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-        else:
-            messages.success(
-                request,
-                _("Mail #%(id)s saved; it will be sent at %(when)s (%(zone)s).")
-                % {"id": task.pk, "when": _when(task), "zone": timezone.get_current_timezone_name()},
-            )
-            return redirect("tasks:detail", task_id=task.pk)
-    if request.method == "POST" and set(form.errors) - {NON_FIELD_ERRORS}:
-        messages.error(request, _("The reservation was not changed. Please correct the marked fields."))
-    elif request.method == "POST":  # the state (sent meanwhile) or the quota: the form says which, no field to mark
-        messages.error(request, _("The reservation was not changed."))
-    context = {"form": form, "task": task, "template_names": template_context_names()}
+    action = request.POST.get("action", "save")
+    extra: dict[str, object] = {}
+    if request.method == "POST" and not form.is_valid():
+        messages.error(request, _not_saved(action, form))
+    elif request.method == "POST" and action == "preview":  # as it would go out, edited: nothing is saved
+        extra["preview"] = preview_of(form)
+    elif request.method == "POST" and action == "test":
+        _send_test(request, form)
+    elif request.method == "POST" and (saved := _save(request, task, form)):
+        return saved
+    context = {
+        "form": form,
+        "task": task,
+        "template_names": template_context_names(),
+        "test_submission": new_submission(),
+        **extra,
+    }
     return render(request, "tasks/edit.html", context)
+
+
+def _not_saved(action: str, form: ReservationEditForm) -> str:
+    if action in ("preview", "test"):
+        return _not_done(action)
+    if set(form.errors) - {NON_FIELD_ERRORS}:
+        return _("The reservation was not changed. Please correct the marked fields.")
+    return _("The reservation was not changed.")
+
+
+def _save(request: AuthedRequest, task: Task, form: ReservationEditForm) -> HttpResponse | None:
+    """Save the edit through the service; the task's page, or None with the refusal on the form."""
+    try:
+        task = services.edit_reservation(owner=request.user, task_id=task.pk, changes=form.changes())
+    except ReservemailError as exc:
+        field = None if isinstance(exc, TaskStateError) or exc.field not in form.fields else exc.field
+        form.add_error(field, exc.message)
+        if field is None:  # the state (sent meanwhile) or the quota: the form says which, no field to mark
+            messages.error(request, _("The reservation was not changed."))
+        else:
+            messages.error(request, _("The reservation was not changed. Please correct the marked fields."))
+        return None
+    messages.success(
+        request,
+        _("Mail #%(id)s saved; it will be sent at %(when)s (%(zone)s).")
+        % {"id": task.pk, "when": _when(task), "zone": timezone.get_current_timezone_name()},
+    )
+    return redirect("tasks:detail", task_id=task.pk)
 
 
 def _shown(task: Task) -> dict[str, object]:

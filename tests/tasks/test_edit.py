@@ -1,5 +1,6 @@
 """Editing a reservation: the service (edit_reservation), PATCH /api/tasks/{id}/, the task page's form, the admin."""
 
+import re
 import threading
 from datetime import timedelta
 
@@ -409,6 +410,39 @@ def test_edit_form_saves_context_and_time_and_moves_the_job(
         "reserved_at": later,
     }
     assert scheduled_score(redis_conn, task.pk) == scheduler.release_time(later).timestamp()
+
+
+def test_edit_page_previews_the_edited_mail_and_saves_nothing(signed_in, user, django_capture_on_commit_callbacks):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    before = row(task)
+    data = {**shown_form(signed_in, task), "ctx_name": "Edited <Ann>", "preview_recipient": "b@example.com"}
+    page = signed_in.post(f"/tasks/{task.pk}/edit/", {**data, "action": "preview"}).content.decode()
+    assert '<dd id="preview-to">b@example.com</dd>' in page
+    assert '<dd id="preview-subject">Welcome to reservemail, Edited &lt;Ann&gt;</dd>' in page
+    assert 'value="Edited &lt;Ann&gt;"' in page, "the form keeps the edit, to be saved next"
+    assert row(task) == before and Task.objects.count() == 1
+    url = f"/tasks/{task.pk}/edit/"
+    missing = signed_in.post(url, {**data, "action": "preview", "description": ""}).content.decode()
+    assert "Nothing to preview yet. Please correct the marked fields." in missing
+    wrong = signed_in.post(url, {**data, "action": "preview", "recipients": "nope"}).content.decode()
+    assert "“nope” is not a valid e-mail address." in wrong  # the service's refusal, on its field
+    assert 'id="mail-preview"' not in missing + wrong and row(task) == before
+
+
+def test_edit_page_sends_a_test_of_the_edited_mail_once_per_page(signed_in, user, django_capture_on_commit_callbacks):
+    task = reserve(user, django_capture_on_commit_callbacks)
+    before = row(task)
+    page = signed_in.get(f"/tasks/{task.pk}/edit/").content.decode()
+    token = re.search(r'name="test_submission" value="([0-9a-f]{32})"', page)[1]
+    data = {**shown_form(signed_in, task), "ctx_name": "Edited", "action": "test", "test_submission": token}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = signed_in.post(f"/tasks/{task.pk}/edit/", data).content.decode()
+        twin = signed_in.post(f"/tasks/{task.pk}/edit/", data).content.decode()
+    test = Task.objects.get(is_test=True)
+    assert (test.recipients, test.context) == (["alice@example.com"], {"name": "Edited"})
+    assert f"Test #{test.pk} is being sent to alice@example.com." in first
+    assert "This test was already sent; nothing more was sent." in twin
+    assert row(task) == before, "a test changes nothing of the reservation"
 
 
 def test_edit_form_unchanged_time_and_recipients_are_kept_exactly(
