@@ -94,3 +94,25 @@ def test_edit_a_reservation_before_it_is_due_sends_only_the_edited_mail_at_the_n
     assert received.at >= task.reserved_at.timestamp(), "the mail arrived before its new time"
     assert Task.objects.get(pk=task.pk).status in ("running", "finished")
     assert errors == []
+
+
+def test_preview_on_the_edit_page_shows_the_edited_mail_and_saves_nothing(
+    transactional_db, live_server, live_settings, user, chromium
+):
+    mail = MailSpec(template="welcome", recipients=("edit@example.com",), context={"name": "Original"})
+    task = services.reserve_task(
+        owner=user, scheduled_at=timezone.now() + timedelta(hours=1), mail=mail, description="Before"
+    )
+    errors: list[str] = []
+    page = open_page(chromium, live_server.url, locale="en-US", errors=errors)
+    page.goto(f"{live_server.url}/tasks/{task.pk}/edit/")
+    page.fill("#id_ctx_name", "Edited <b>")
+    with page.expect_navigation():
+        page.click("#preview-button")
+    assert page.inner_text("#preview-subject") == "Welcome to reservemail, Edited <b>"
+    frame = page.frame_locator("#preview-html")
+    assert frame.locator("p").nth(0).inner_text(timeout=5_000) == "Hello Edited <b>,"
+    assert page.input_value("#id_ctx_name") == "Edited <b>", "the edit stays in the form, to be saved or not"
+    task.refresh_from_db()
+    assert (task.context, Task.objects.count()) == ({"name": "Original"}, 1)
+    assert errors == []
