@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.forms.models import model_to_dict
@@ -33,17 +34,21 @@ NOT_SWEPT = (
     "api/^(?P<rest>.*)$",  # the API's own 404 for unknown paths
     "u/",  # unsubscribe links: a signed token, no owner
 )
-TOMORROW = timezone.localtime(timezone.now() + timedelta(days=1))
-BODIES = (
-    {
-        "scheduled_at": TOMORROW.strftime("%Y-%m-%dT%H:%M"),  # what the pages' picker posts; the API reads it too
+SEOUL = ZoneInfo("Asia/Seoul")  # the users' zone here (the site's default)
+
+
+def bodies(tomorrow: datetime) -> tuple[dict, dict]:
+    """A well-formed body (the service is reached) and an empty one (the form or serializer refuses it first)."""
+    well_formed = {
+        "scheduled_at": tomorrow.astimezone(SEOUL).strftime("%Y-%m-%dT%H:%M"),  # as the picker sends it
         "description": "mine now",
         "recipients": "c@example.com",
         "template": "welcome",
         "rule": "FREQ=WEEKLY",
-    },
-    {},
-)
+    }
+    return well_formed, {}
+
+
 PAGE_METHODS = ("get", "post")
 API_METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -119,10 +124,11 @@ def test_another_users_objects_answer_404_on_every_route_and_stay_as_they_were(u
     page.force_login(other_user)
     api = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=other_user).key}")
     answers = {}
+    tomorrow = timezone.now() + timedelta(days=1)
     for path in paths:
         client, methods = (api, API_METHODS) if path.startswith("/api/") else (page, PAGE_METHODS)
         for method in methods:
-            for body in BODIES:  # well-formed, so the service is reached, and empty, so the form refuses it first
+            for body in bodies(tomorrow):
                 if method == "get":
                     response = client.get(path)
                 elif path.startswith("/api/"):
@@ -137,5 +143,5 @@ def test_another_users_objects_answer_404_on_every_route_and_stay_as_they_were(u
     # The control: the same well-formed body from the owner is taken, so the 404s above were not the input's.
     mine = Client()
     mine.force_login(user)
-    assert mine.post(f"/tasks/{owned['reserved'].pk}/reschedule/", BODIES[0]).status_code == 302
-    assert Task.objects.get(pk=owned["reserved"].pk).reserved_at == TOMORROW.replace(second=0, microsecond=0)
+    assert mine.post(f"/tasks/{owned['reserved'].pk}/reschedule/", bodies(tomorrow)[0]).status_code == 302
+    assert Task.objects.get(pk=owned["reserved"].pk).reserved_at == tomorrow.replace(second=0, microsecond=0)
