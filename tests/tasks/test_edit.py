@@ -1,6 +1,5 @@
 """Editing a reservation: the service (edit_reservation), PATCH /api/tasks/{id}/, the task page's form, the admin."""
 
-import re
 import threading
 from datetime import timedelta
 
@@ -19,6 +18,7 @@ from tasks.mail import MailSpec
 from tasks.models import Task
 from tasks.services import ReservationChanges
 from tests.callbacks import queue_calls
+from tests.tasks.test_compose_form import token_of_test_button
 
 pytestmark = pytest.mark.django_db
 
@@ -433,7 +433,7 @@ def test_edit_page_sends_a_test_of_the_edited_mail_once_per_page(signed_in, user
     task = reserve(user, django_capture_on_commit_callbacks)
     before = row(task)
     page = signed_in.get(f"/tasks/{task.pk}/edit/").content.decode()
-    token = re.search(r'name="test_submission" value="([0-9a-f]{32})"', page)[1]
+    token = token_of_test_button(page)
     data = {**shown_form(signed_in, task), "ctx_name": "Edited", "action": "test", "test_submission": token}
     with django_capture_on_commit_callbacks(execute=True):
         first = signed_in.post(f"/tasks/{task.pk}/edit/", data).content.decode()
