@@ -100,11 +100,7 @@ def _send(request: AuthedRequest, form: MailForm, repeat: RepeatForm) -> HttpRes
         messages.error(request, _("The mail was not sent. Please correct the marked fields."))
         return None
     made = outcome.body
-    if outcome.replayed:
-        already = _("This form was already sent; nothing more was sent.")
-        messages.info(request, f"{already} {made['message']}")
-    else:
-        messages.success(request, str(made["message"]))
+    _tell(request, outcome, already=_("This form was already sent; nothing more was sent."))
     if made["kind"] == "series":
         return redirect("series:detail", series_id=made["id"])
     return redirect("tasks:mail")
@@ -157,8 +153,12 @@ def _send_test(request: AuthedRequest, form: MailForm) -> None:
         form.add_error(field_of(form, exc), exc.message)
         messages.error(request, _("The test was not sent: %(reason)s") % {"reason": exc.message})
         return
+    _tell(request, outcome, already=_("This test was already sent; nothing more was sent."))
+
+
+def _tell(request: AuthedRequest, outcome: services.Outcome, *, already: str) -> None:
+    """Say what a send made; the replayed twin of one says ``already`` first (nothing more was sent)."""
     if outcome.replayed:
-        already = _("This test was already sent; nothing more was sent.")
         messages.info(request, f"{already} {outcome.body['message']}")
     else:
         messages.success(request, str(outcome.body["message"]))
