@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from reservemail.zones import zone_names
 from series.exceptions import RuleError
 from series.models import Series
 from series.rules import DAY_CODES, parse_rule
@@ -106,7 +107,7 @@ class SeriesChangeForm(forms.Form):
         help_text=_("For you: it names this send in the task list and the history."),
     )
     rule = forms.CharField(label=_("Rule (RRULE)"), max_length=500)
-    zone = forms.CharField(label=_("Time zone"), max_length=64)
+    zone = forms.ChoiceField(label=_("Time zone"))
     start_at = LocalDateTimeField(
         label=_("Start"),
         input_formats=LOCAL_INPUT_FORMATS,
@@ -122,6 +123,9 @@ class SeriesChangeForm(forms.Form):
         }
         kwargs.setdefault("initial", self.shown)
         super().__init__(*args, **kwargs)
+        names = zone_names()
+        kept = () if series.zone in names else (series.zone,)  # a zone this machine's tzdata has since dropped
+        cast(forms.ChoiceField, self.fields["zone"]).choices = [(name, name) for name in (*kept, *names)]
         local = timezone.localtime()
         where = _("In your time zone, %(zone)s (UTC%(offset)s).") % {
             "zone": timezone.get_current_timezone_name(),

@@ -1,11 +1,13 @@
 """The mail form's Repeat section, the preview endpoint, the series pages and the live panel's label."""
 
+import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from preferences.services import set_time_zone
+from reservemail.zones import zone_names
 from series import services
 from series.models import Series
 from tasks.mail import MailSpec
@@ -173,6 +175,42 @@ def test_series_page_changes_the_description(signed_in, user):
     assert Task.objects.get(pk=old.pk).status == "canceled"
 
 
+def test_series_page_offers_the_zones_as_a_list_with_the_series_zone_chosen(signed_in, user):
+    """The zone is chosen from the same list as the settings page's, not typed (a typo was a refused change)."""
+    start = (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0)
+    series = daily(user, start)
+    page = signed_in.get(f"/series/{series.pk}/").content.decode()
+    select = re.search(r'<select name="zone"[^>]*>(.*?)</select>', page, re.S)
+    assert select is not None, "the zone is a list"
+    options = re.findall(r'<option value="([^"]+)"( selected)?>', select.group(1))
+    assert [name for name, _ in options] == list(zone_names()) and "Europe/Paris" in zone_names()
+    assert [name for name, chosen in options if chosen] == ["Asia/Seoul"]
+    data = shown(signed_in.get(f"/series/{series.pk}/").context["change_form"])
+    response = signed_in.post(f"/series/{series.pk}/change/", {**data, "zone": "Europe/Paris"}, follow=True)
+    assert [m.message for m in response.context["messages"]] == [f"Series #{series.pk} changed."]
+    assert state(series)["zone"] == "Europe/Paris"
+
+
+def test_series_page_shows_a_zone_this_machine_no_longer_lists_and_asks_for_another(signed_in, user):
+    """A zone a tzdata update dropped is shown as the chosen one, not silently replaced by the list's first."""
+    start = (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0)
+    series = daily(user, start)
+    Series.objects.filter(pk=series.pk).update(zone="US/Pacific-New")  # a link tzdata 2020b removed
+    assert "US/Pacific-New" not in zone_names()
+    form = signed_in.get(f"/series/{series.pk}/").context["change_form"]
+    assert form.fields["zone"].choices[0] == ("US/Pacific-New", "US/Pacific-New")
+    data = shown(form)
+    assert data["zone"] == "US/Pacific-New"
+    response = signed_in.post(f"/series/{series.pk}/change/", {**data, "description": "kept"})
+    assert response.context["change_form"].errors == {"zone": ["Unknown time zone “US/Pacific-New”."]}
+    assert state(series)["description"] == "digest"
+    response = signed_in.post(
+        f"/series/{series.pk}/change/", {**data, "description": "kept", "zone": "America/Los_Angeles"}, follow=True
+    )
+    assert [m.message for m in response.context["messages"]] == [f"Series #{series.pk} changed."]
+    assert (state(series)["description"], state(series)["zone"]) == ("kept", "America/Los_Angeles")
+
+
 def test_series_page_changes_the_start_and_the_next_occurrence_moves(signed_in, user):
     start = (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0)
     series = daily(user, start)
@@ -209,8 +247,9 @@ def test_series_page_start_in_the_past_counts_from_there_and_may_end_the_series(
         ({"description": "  "}, "description", "This field is required."),
         ({"rule": "FREQ=SECONDLY"}, "rule", "FREQ must be one of MINUTELY, HOURLY, DAILY, WEEKLY, MONTHLY, YEARLY."),
         ({"zone": "Mars/Olympus"}, "zone", None),
-        ({"zone": "localtime"}, "zone", "Unknown time zone “localtime”."),  # the server's own, not a place
-        ({"zone": "Factory"}, "zone", "Unknown time zone “Factory”."),
+        # the server's own zone and tzdata's placeholder name no place: not on the list
+        ({"zone": "localtime"}, "zone", "Select a valid choice. localtime is not one of the available choices."),
+        ({"zone": "Factory"}, "zone", "Select a valid choice. Factory is not one of the available choices."),
         ({"rule": "FREQ=DAILY;BYHOUR=25"}, "rule", "BYHOUR value 25 is out of range."),
         ({"rule": "FREQ=DAILY;UNTIL=20270231"}, "rule", "UNTIL is not a real date."),
         (
