@@ -29,14 +29,14 @@ from reservemail.exceptions import ReservemailError
 from reservemail.http import found_or_404
 from reservemail.rq_dashboard import DashboardAdmin
 from tasks import services
-from tasks.compose import FORGET_CSV, preview_of, review_of, without_csv
+from tasks.compose import FORGET_CSV, field_of, preview_of, review_of, without_csv
 from tasks.display import log_in_zone, preview_json
 from tasks.forms import MailForm, ReservationEditForm
 from tasks.mail import MailSpec
 from tasks.models import PENDING, Delivery, Task
 from tasks.recipients import label_of
 from tasks.selectors import get_task_of, with_context_text
-from tasks.submissions import send_once
+from tasks.submissions import TEST_ALREADY_SENT, new_submission, send_once, send_test_once, told
 
 S = Task.Status
 # Why a task in this status is skipped by an action, per action.
@@ -238,13 +238,18 @@ class TaskAdmin(admin_base.ModelAdmin):
         else:
             form = AdminMailForm(request.POST or None, request.FILES or None, initial={"owner": request.user.pk})
         shown: dict[str, Any] = {}
+        action = request.POST.get("action")
         if form.is_bound and form.is_valid():
-            if request.POST.get("action") == "preview" or form.csv_is_new:  # a new file is reviewed, not sent
+            if action == "preview" or form.csv_is_new:  # a new file is reviewed, not sent
                 shown["preview"] = preview_of(form)
+            elif action == "test":
+                self._send_test(request, form)
             else:
                 task = self._create(request, form)
                 if task is not None:
                     return HttpResponseRedirect(reverse("admin:tasks_task_change", args=[task.pk]))
+        elif form.is_bound and action == "test":
+            self.message_user(request, _("The test was not sent. Please correct the marked fields."), messages.ERROR)
         if form.csv_import is not None and not form.csv_import.errors:
             shown["csv_review"] = review_of(
                 form.csv_import, template=form.data.get("template", ""), shared=form.cleaned_data.get("context") or {}
@@ -255,6 +260,7 @@ class TaskAdmin(admin_base.ModelAdmin):
             "opts": self.opts,
             "title": _("Send or reserve a mail"),
             "form": form,
+            "test_submission": new_submission(),  # new on every page shown: a click on it is a new test
             "media": self.media + form.media,
             **(extra_context or {}),
         }
@@ -285,6 +291,23 @@ class TaskAdmin(admin_base.ModelAdmin):
         else:
             self.message_user(request, _("Mail #%(id)s is %(status)s.") % {"id": task.pk, "status": status})
         return task
+
+    def _send_test(self, request: HttpRequest, form: AdminMailForm) -> None:
+        """A test to the signed-in staff member (not the owner), once per page shown; the form stays filled in."""
+        staff = cast(AbstractBaseUser, request.user)  # behind admin_view: a signed-in staff member
+        try:
+            outcome = send_test_once(
+                user=staff,
+                cleaned=form.cleaned_data,
+                submission=request.POST.get("test_submission", ""),
+                data=request.POST,
+            )
+        except ReservemailError as exc:
+            form.add_error(field_of(form, exc), exc.message)
+            self.message_user(request, _("The test was not sent: %(reason)s") % {"reason": exc.message}, messages.ERROR)
+            return
+        level, text = told(outcome, already=str(TEST_ALREADY_SENT))
+        self.message_user(request, text, level)
 
     def _made(self, request: HttpRequest, form: AdminMailForm) -> tuple[int, dict[str, Any]]:
         """Create the send and log it in the admin's history; ``(201, {"id": ...})`` for the idempotency store."""
@@ -330,6 +353,7 @@ class TaskAdmin(admin_base.ModelAdmin):
             "original": task,
             "title": _("Edit reservation #%(id)s") % {"id": task.pk},
             "form": form,
+            "test_submission": new_submission(),  # new on every page shown: a click on it is a new test
             "media": self.media + form.media,
         }
         return TemplateResponse(request, "admin/tasks/task/edit.html", context)

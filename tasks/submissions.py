@@ -21,10 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import QueryDict
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from tasks import services
+from tasks.mail import MailSpec
 
 SUBMISSION_PATTERN = re.compile(r"[0-9a-f]{32}")
 # What may differ between twin POSTs of one form (the test value is new on each page shown).
@@ -33,6 +37,7 @@ NOT_CONTENT = {"csrfmiddlewaretoken", "submission", "test_submission", "action"}
 
 SEND_KIND = "mail-form"  # the kinds of POST a submission value guards: a send, reserve or series
 TEST_KIND = "mail-test"  # and a test to the signed-in user
+TEST_ALREADY_SENT = gettext_lazy("This test was already sent; nothing more was sent.")
 
 
 def new_submission() -> str:
@@ -78,3 +83,31 @@ def send_once(
         status, body = handler()
         return services.Outcome(status=status, body=body, replayed=False)
     return services.run_idempotent(user=user, key=once.key, fingerprint=once.fingerprint, handler=handler)
+
+
+def send_test_once(
+    *, user: AbstractBaseUser, cleaned: dict[str, Any], submission: str, data: QueryDict
+) -> services.Outcome:
+    """Send ``user`` a test of the mail a form cleaned (its chosen recipient's copy), once per page shown.
+
+    The answer's body says which test went out (``kind``, ``id``, ``message``); a replayed twin
+    sends nothing. Raises what services.send_test raises.
+    """
+
+    def make() -> tuple[int, dict[str, Any]]:
+        mail = MailSpec(template=cleaned["template"], recipients=cleaned["recipients"], context=cleaned["context"])
+        task = services.send_test(
+            owner=user, mail=mail, recipient=cleaned.get("preview_recipient"), description=cleaned["description"]
+        )
+        address = getattr(user, "email", "")
+        message = _("Test #%(id)s is being sent to %(address)s.") % {"id": task.pk, "address": address}
+        return 201, {"kind": "test", "id": task.pk, "message": message}
+
+    return send_once(user=user, submission=submission, data=data, handler=make, kind=TEST_KIND)
+
+
+def told(outcome: services.Outcome, *, already: str) -> tuple[int, str]:
+    """What to tell the user of a send, as (message level, text); a replayed twin says ``already`` first."""
+    if outcome.replayed:
+        return messages.INFO, f"{already} {outcome.body['message']}"
+    return messages.SUCCESS, str(outcome.body["message"])

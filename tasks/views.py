@@ -28,7 +28,7 @@ from tasks.health import health_report
 from tasks.mail import MailSpec
 from tasks.models import Task
 from tasks.selectors import get_task_of, get_task_shown_of, list_deliveries_of, list_history_of, stored_context_of
-from tasks.submissions import TEST_KIND, new_submission, send_once
+from tasks.submissions import TEST_ALREADY_SENT, new_submission, send_once, send_test_once, told
 
 HISTORY_PAGE_SIZE = 20
 DELIVERIES_PAGE_SIZE = 100
@@ -100,7 +100,7 @@ def _send(request: AuthedRequest, form: MailForm, repeat: RepeatForm) -> HttpRes
         messages.error(request, _("The mail was not sent. Please correct the marked fields."))
         return None
     made = outcome.body
-    _tell(request, outcome, already=_("This form was already sent; nothing more was sent."))
+    messages.add_message(request, *told(outcome, already=_("This form was already sent; nothing more was sent.")))
     if made["kind"] == "series":
         return redirect("series:detail", series_id=made["id"])
     return redirect("tasks:mail")
@@ -142,37 +142,17 @@ def _send_test(request: AuthedRequest, form: MailForm) -> None:
     says which test the first one made.
     """
     try:
-        outcome = send_once(
+        outcome = send_test_once(
             user=request.user,
+            cleaned=form.cleaned_data,
             submission=request.POST.get("test_submission", ""),
             data=request.POST,
-            handler=lambda: _create_test(request, form),
-            kind=TEST_KIND,
         )
     except ReservemailError as exc:
         form.add_error(field_of(form, exc), exc.message)
         messages.error(request, _("The test was not sent: %(reason)s") % {"reason": exc.message})
         return
-    _tell(request, outcome, already=_("This test was already sent; nothing more was sent."))
-
-
-def _tell(request: AuthedRequest, outcome: services.Outcome, *, already: str) -> None:
-    """Say what a send made; the replayed twin of one says ``already`` first (nothing more was sent)."""
-    if outcome.replayed:
-        messages.info(request, f"{already} {outcome.body['message']}")
-    else:
-        messages.success(request, str(outcome.body["message"]))
-
-
-def _create_test(request: AuthedRequest, form: MailForm) -> tuple[int, dict[str, object]]:
-    """Create the test the form asks for; ``(201, what was made)``, as the idempotency store keeps it."""
-    data = form.cleaned_data
-    mail = MailSpec(template=data["template"], recipients=data["recipients"], context=data["context"])
-    task = services.send_test(
-        owner=request.user, mail=mail, recipient=data.get("preview_recipient"), description=data["description"]
-    )
-    message = _("Test #%(id)s is being sent to %(address)s.") % {"id": task.pk, "address": request.user.email}
-    return 201, {"kind": "test", "id": task.pk, "message": message}
+    messages.add_message(request, *told(outcome, already=str(TEST_ALREADY_SENT)))
 
 
 @login_required

@@ -14,6 +14,7 @@ from notifications.models import Notification
 from tasks import scheduler, services, transitions
 from tasks.mail import MailSpec
 from tasks.models import Task
+from tests.tasks.test_compose_form import token_of_test_button
 
 pytestmark = pytest.mark.django_db
 
@@ -307,6 +308,50 @@ def test_add_view_sent_twice_sends_once(admin_client, admin_user, redis_conn, dj
     first = f"Mail #{task.pk} is queued."  # the first POST's message, not shown yet
     assert told == [first, f"This form was already sent; nothing more was sent. {first}"]
     assert queued_ids(redis_conn) == [task.pk]
+
+
+def test_add_view_sends_a_test_to_the_staff_member_once_per_page(
+    admin_client, admin_user, user, redis_conn, django_capture_on_commit_callbacks
+):
+    """"Send a test to me" on the admin's page: to the one signed in (not the owner chosen), once per page shown."""
+    page = admin_client.get(ADD).content.decode()
+    token = token_of_test_button(page)
+    assert 'id="test-button" class="button"' in page and 'id="preview-button" class="button"' in page
+    data = form_data(owner=user.pk, reserve="", action="test", preview_recipient="b@example.com", test_submission=token)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = admin_client.post(ADD, data)
+        twin = admin_client.post(ADD, data)
+    (task,) = Task.objects.all()
+    assert (task.owner, task.is_test, task.status, task.subject_prefix) == (admin_user, True, "queued", "[TEST] ")
+    assert (task.recipients, task.context) == ([admin_user.email], {"name": "B"})
+    assert queued_ids(redis_conn) == [task.pk]
+    sent = f"Test #{task.pk} is being sent to {admin_user.email}."
+    assert [m.message for m in first.context["messages"]] == [sent]
+    assert [m.message for m in twin.context["messages"]] == [
+        f"This test was already sent; nothing more was sent. {sent}"
+    ]
+    assert first.context["form"]["description"].value() == "From the admin", "the form stays filled in"
+    assert token_of_test_button(first.content.decode()) != token
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(ADD, {**data, "test_submission": token_of_test_button(twin.content.decode())})
+    assert Task.objects.filter(is_test=True).count() == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"preview_recipient": "x@example.com"}, "preview_recipient", "“x@example.com” is not one of the recipients."),
+        ({"recipients": "a@example.com, nope"}, "recipients", "“nope” is not a valid e-mail address."),
+    ],
+)
+def test_add_view_refused_test_says_why_and_sends_nothing(admin_client, admin_user, redis_conn, change, field, message):
+    data = form_data(owner=admin_user.pk, reserve="", action="test")
+    response = admin_client.post(ADD, {**data, **change})
+    assert response.status_code == 200
+    assert response.context["form"].errors == {field: [message]}
+    told = [m.message for m in response.context["messages"]]
+    assert len(told) == 1 and told[0].startswith("The test was not sent")
+    assert Task.objects.count() == 0 and redis_conn.keys("rq:*") == []
 
 
 @pytest.mark.parametrize(
