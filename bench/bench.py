@@ -26,7 +26,7 @@ from bench.procs import Postgres, Sink
 from bench.stats import MailRow
 from tests.harness import ROOT, RedisServer
 
-ALL = ("reserve", "poll", "postgres", "ceiling", "plain", "burst", "ablations", "spread", "big", "api")
+ALL = ("reserve", "poll", "postgres", "ceiling", "parallel", "plain", "burst", "ablations", "spread", "big", "api")
 DEFAULT_OUT = ROOT / "var" / "bench"
 
 
@@ -201,16 +201,19 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         if "postgres" in args.scenarios:
             service_rows.extend(step("reserve (PostgreSQL)", svc.run_reserve_postgres, env, args.n, tmp))
         # The ceiling and the burst alternate, so a load spike hits one run of each, not a whole row.
-        rounds = args.repeat if "burst" in args.scenarios else 1
+        rounds = args.repeat if {"burst", "parallel"} & set(args.scenarios) else 1
         users = min(args.owners, args.n)
         labels = {
             w: f"reservemail: burst, {args.n} tasks of {users} users due at one instant, {_workers(w)}" for w in (1, 2)
         }
         ceilings: list[Any] = []
+        parallels: list[Any] = []
         bursts: dict[int, list[Any]] = {1: [], 2: []}
         for _ in range(rounds):
             if "ceiling" in args.scenarios:
                 ceilings.append(step("ceiling", mail.run_ceiling, bench))
+            if "parallel" in args.scenarios:
+                parallels.append(step("parallel ceiling", mail.run_parallel_ceiling, bench, processes=2))
             if "burst" in args.scenarios:
                 for count in (1, 2):
                     bursts[count].append(
@@ -219,7 +222,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         if ceilings:
             bench.keep_best(ceilings)
             step("smtplib loop", mail.run_ceiling, bench, label=mail.SMTPLIB_LOOP, pipelining=False)
-        for runs in bursts.values():
+        for runs in (parallels, *bursts.values()):
             if runs:
                 bench.keep_best(runs)
         bench.rows.sort(key=lambda r: not r.scenario.startswith("ceiling"))  # the ceiling's row first

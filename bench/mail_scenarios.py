@@ -168,6 +168,73 @@ def _run_ceiling(bench: Bench, *, label: str) -> MailRow:
     return bench.add(row, cpu=meter.per_mail(bench.n))
 
 
+PARALLEL_CEILING = "parallel ceiling: {count} processes, 1 SMTP connection each (no database, no queue)"
+
+
+def run_parallel_ceiling(bench: Bench, *, processes: int = 2) -> MailRow:
+    """The ceiling's loop in ``processes`` forked processes at once, each with its share of the mails.
+
+    Why: how far this machine's cores take the bare work of a mail (render, encode, send) when
+    several senders share them with the sink. No worker design sends faster than this; its ratio
+    to the ceiling says how much of a multi-worker target the machine itself allows.
+    """
+    recipients = _recipients("parallel", bench.n)
+    bench.sink.mark()
+    due = time.time() + 1.5
+    meter = CpuMeter(bench, senders=[])  # the sink's and Redis's CPU; each sender reports its own
+    senders = [_fork_sender(recipients[i::processes], due) for i in range(processes)]
+    spent = sum(_reported_cpu(pid, read_end) for pid, read_end in senders)
+    arrivals = bench.sink.wait_for(bench.n, timeout=60, idle=10)
+    cpu = {**meter.per_mail(bench.n), "senders": round(spent * 1000 / bench.n, 3)}
+    row = summarize(PARALLEL_CEILING.format(count=processes), arrivals, dict.fromkeys(recipients, due))
+    return bench.add(row, cpu=cpu)
+
+
+def _fork_sender(recipients: list[str], due: float) -> tuple[int, int]:
+    """A child process that runs the ceiling's loop; its pid and the pipe it writes its CPU seconds to."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        code = 1
+        try:
+            os.write(write_end, f"{_ceiling_loop(recipients, due):.6f}".encode())
+            code = 0
+        finally:
+            os._exit(code)  # never return into the parent's code
+    os.close(write_end)
+    return pid, read_end
+
+
+def _reported_cpu(pid: int, read_end: int) -> float:
+    with os.fdopen(read_end, "rb") as fh:
+        answer = fh.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not answer:
+        raise RuntimeError(f"parallel ceiling: sender {pid} failed")
+    return float(answer)
+
+
+def _ceiling_loop(recipients: list[str], due: float) -> float:
+    """Send ``recipients`` one after the other from ``due`` on, as the ceiling does; CPU seconds it took."""
+    from tasks.mail import new_message_id, render_message
+    from tasks.smtp import MailSession
+
+    session = MailSession()
+    warm = render_message(template="newsletter", context=CONTEXT, recipient="warm@bench.example", message_id="<w@b>")
+    session.prepare(warm)
+    _sleep_until(due)
+    start = own_cpu_seconds()
+    for rcpt in recipients:
+        message = render_message(template="newsletter", context=CONTEXT, recipient=rcpt, message_id=new_message_id())
+        error = session.prepare(message).finish()
+        session.sent(error)
+        if error is not None:
+            raise error
+    session.close()
+    return own_cpu_seconds() - start
+
+
 @contextmanager
 def _workers(bench: Bench, start: Callable[[str, Path], Any], count: int):  # noqa: ANN202
     """Start ``count`` worker processes, yield them, then stop them by PID (after reading peak RSS)."""

@@ -27,7 +27,8 @@ def test_benchmark_runs_small_and_loses_nothing(tmp_path):
     result = json.loads(out.read_text())
     names = [row["scenario"] for row in result["mail"]]
     assert len(names) >= 8, names
-    for prefix in ("ceiling", "smtplib loop", "plain RQ", "reservemail: burst", "ablation", "reservemail: 1 task"):
+    prefixes = ("ceiling", "parallel ceiling", "smtplib loop", "plain RQ", "reservemail: burst", "ablation")
+    for prefix in (*prefixes, "reservemail: 1 task"):
         assert any(name.startswith(prefix) for name in names), (prefix, names)
     for two in ("reservemail: burst", "reservemail: 1 task", "reservemail: 50 tasks"):
         assert any(name.startswith(two) and name.endswith("2 workers") for name in names), (two, names)

@@ -313,7 +313,7 @@ def test_add_view_sent_twice_sends_once(admin_client, admin_user, redis_conn, dj
 def test_add_view_sends_a_test_to_the_staff_member_once_per_page(
     admin_client, admin_user, user, redis_conn, django_capture_on_commit_callbacks
 ):
-    """"Send a test to me" on the admin's page: to the one signed in (not the owner chosen), once per page shown."""
+    """ "Send a test to me" on the admin's page: to the one signed in (not the owner chosen), once per page shown."""
     page = admin_client.get(ADD).content.decode()
     token = token_of_test_button(page)
     assert 'id="test-button" class="button"' in page and 'id="preview-button" class="button"' in page
