@@ -8,9 +8,9 @@ from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
 
 from tasks.models import Task
+from tests.project.routes import all_routes
 
 pytestmark = pytest.mark.django_db
 
@@ -30,16 +30,6 @@ HOSTILE = [
     {"Authorization": "Bearer"},
     {"Cookie": "sessionid=\u00e9; csrftoken=\u00e9; django_language=\u00e9"},
 ]
-
-
-def _paths(resolver=None, prefix=""):  # noqa: ANN001, ANN202
-    resolver = resolver or get_resolver()
-    for entry in resolver.url_patterns:
-        route = prefix + str(entry.pattern)
-        if isinstance(entry, URLResolver):
-            yield from _paths(entry, route)
-        elif isinstance(entry, URLPattern):
-            yield route
 
 
 def _concrete(route: str) -> str:
@@ -65,7 +55,7 @@ def _sweep(user, staff, send, key: str | None = None) -> list[tuple]:  # noqa: A
         key = str(
             Task.objects.create(owner=user, template="welcome", recipients=[], description="x", status="finished").pk
         )
-    paths = sorted({_concrete(route).format(pk=key) for route in _paths() if "drf_format_suffix" not in route})
+    paths = sorted({_concrete(route).format(pk=key) for route in all_routes() if "drf_format_suffix" not in route})
     assert len(paths) > 150  # the admin's, the API's, the pages'
     failures = []
     for who in (None, user, staff):

@@ -23,7 +23,7 @@ from series.services import create_series
 from tasks import services
 from tasks.mail import MailSpec
 from tasks.models import Delivery, Task
-from tests.project.test_hostile_requests import _paths
+from tests.project.routes import all_routes
 
 pytestmark = pytest.mark.django_db
 
@@ -113,7 +113,7 @@ def test_another_users_objects_answer_404_on_every_route_and_stay_as_they_were(u
     routes = sorted(
         {
             r
-            for r in _paths()
+            for r in all_routes()
             if ("<" in r or "(?P" in r) and "drf_format_suffix" not in r and not r.startswith(NOT_SWEPT)
         }
     )
