@@ -145,27 +145,14 @@ def run_ceiling(
 
 
 def _run_ceiling(bench: Bench, *, label: str) -> MailRow:
-    from tasks.mail import new_message_id, render_message
-    from tasks.smtp import MailSession
-
     recipients = _recipients("ceiling", bench.n)
     bench.sink.mark()
-    session = MailSession()  # the worker's connection and encoder (tasks/smtp/), without the overlap
-    warm = render_message(template="newsletter", context=CONTEXT, recipient="warm@bench.example", message_id="<w@b>")
-    session.prepare(warm)  # opens the connection, as the worker's is open before a burst
     due = time.time() + 1.0
-    _sleep_until(due)
-    meter = CpuMeter(bench, senders=None)
-    for rcpt in recipients:
-        message = render_message(template="newsletter", context=CONTEXT, recipient=rcpt, message_id=new_message_id())
-        error = session.prepare(message).finish()
-        session.sent(error)
-        if error is not None:
-            raise error
-    session.close()
+    meters: list[CpuMeter] = []
+    _ceiling_loop(recipients, due, at_due=lambda: meters.append(CpuMeter(bench, senders=None)))
     arrivals = bench.sink.wait_for(bench.n, timeout=60, idle=10)
     row = summarize(label, arrivals, dict.fromkeys(recipients, due))
-    return bench.add(row, cpu=meter.per_mail(bench.n))
+    return bench.add(row, cpu=meters[0].per_mail(bench.n))
 
 
 PARALLEL_CEILING = "parallel ceiling: {count} processes, 1 SMTP connection each (no database, no queue)"
@@ -181,8 +168,9 @@ def run_parallel_ceiling(bench: Bench, *, processes: int = 2) -> MailRow:
     recipients = _recipients("parallel", bench.n)
     bench.sink.mark()
     due = time.time() + 1.5
-    meter = CpuMeter(bench, senders=[])  # the sink's and Redis's CPU; each sender reports its own
     senders = [_fork_sender(recipients[i::processes], due) for i in range(processes)]
+    _sleep_until(due)
+    meter = CpuMeter(bench, senders=[])  # the sink's and Redis's CPU; each sender reports its own
     spent = sum(_reported_cpu(pid, read_end) for pid, read_end in senders)
     arrivals = bench.sink.wait_for(bench.n, timeout=60, idle=10)
     cpu = {**meter.per_mail(bench.n), "senders": round(spent * 1000 / bench.n, 3)}
@@ -215,15 +203,21 @@ def _reported_cpu(pid: int, read_end: int) -> float:
     return float(answer)
 
 
-def _ceiling_loop(recipients: list[str], due: float) -> float:
-    """Send ``recipients`` one after the other from ``due`` on, as the ceiling does; CPU seconds it took."""
+def _ceiling_loop(recipients: list[str], due: float, *, at_due: Callable[[], object] | None = None) -> float:
+    """Send ``recipients`` one after the other from ``due`` on; the CPU seconds this process spent on them.
+
+    One reused connection and the worker's rendering and encoding (tasks/smtp/), without the
+    overlap. The connection is opened before ``due``, as a worker's is before a burst.
+    """
     from tasks.mail import new_message_id, render_message
     from tasks.smtp import MailSession
 
     session = MailSession()
     warm = render_message(template="newsletter", context=CONTEXT, recipient="warm@bench.example", message_id="<w@b>")
-    session.prepare(warm)
+    session.prepare(warm)  # opens the connection
     _sleep_until(due)
+    if at_due is not None:
+        at_due()
     start = own_cpu_seconds()
     for rcpt in recipients:
         message = render_message(template="newsletter", context=CONTEXT, recipient=rcpt, message_id=new_message_id())
