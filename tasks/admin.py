@@ -353,7 +353,6 @@ class TaskAdmin(admin_base.ModelAdmin):
             "original": task,
             "title": _("Edit reservation #%(id)s") % {"id": task.pk},
             "form": form,
-            "test_submission": new_submission(),  # new on every page shown: a click on it is a new test
             "media": self.media + form.media,
         }
         return TemplateResponse(request, "admin/tasks/task/edit.html", context)
