@@ -306,6 +306,8 @@ class TaskAdmin(admin_base.ModelAdmin):
             form.add_error(field_of(form, exc), exc.message)
             self.message_user(request, _("The test was not sent: %(reason)s") % {"reason": exc.message}, messages.ERROR)
             return
+        if not outcome.replayed:  # in the admin's history once, as a send made here is
+            self.log_addition(request, get_task_of(None, outcome.body["id"]), _("test sent through the admin"))
         level, text = told(outcome, already=str(TEST_ALREADY_SENT))
         self.message_user(request, text, level)
 

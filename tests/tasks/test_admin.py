@@ -5,6 +5,7 @@ import zoneinfo
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import formats, timezone
@@ -181,8 +182,6 @@ def test_send_now_selected_turns_reservation_into_immediate_send(
 
 
 def test_actions_are_logged_in_admin_history(admin_client, mix, django_capture_on_commit_callbacks):
-    from django.contrib.admin.models import LogEntry
-
     act(admin_client, django_capture_on_commit_callbacks, "cancel_selected", {"r": mix["reserved"]})
     entry = LogEntry.objects.get(object_id=str(mix["reserved"].pk))
     assert entry.get_change_message() == "1 task canceled."
@@ -331,6 +330,12 @@ def test_add_view_sends_a_test_to_the_staff_member_once_per_page(
         f"This test was already sent; nothing more was sent. {sent}"
     ]
     assert first.context["form"]["description"].value() == "From the admin", "the form stays filled in"
+    (entry,) = LogEntry.objects.filter(object_id=str(task.pk))  # the twin is not logged again
+    assert (entry.user, entry.is_addition(), entry.get_change_message()) == (
+        admin_user,
+        True,
+        "test sent through the admin",
+    )
     assert token_of_test_button(first.content.decode()) != token
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post(ADD, {**data, "test_submission": token_of_test_button(twin.content.decode())})
