@@ -193,6 +193,9 @@ DELIVERY_SLICE_MAX = env_int("DELIVERY_SLICE_MAX", 250)
 MAIL_SEND_OVERLAP = os.environ.get("MAIL_SEND_OVERLAP", "").strip().lower() == "auto" or env_bool(
     "MAIL_SEND_OVERLAP", True
 )
+# A job waiting for its reservation's due time renders and encodes the messages due by then, at
+# most this many per worker process (tasks.delivery.prepared); 0 = render each when it is sent.
+DELIVERY_PREPARE_MAX = env_int("DELIVERY_PREPARE_MAX", 2000)
 # RQ keeps whole-second due times and polls them; release a job this many seconds (plus the
 # fraction) before its due time, and let the job wait for the exact instant: never early, not late.
 # -1 releases at the due time rounded up (RQ's plain behaviour, for comparison).

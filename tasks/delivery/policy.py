@@ -10,6 +10,8 @@ from django.conf import settings
 MAX_EARLY_WAIT = 5.0  # seconds a released job may wait for its due time before giving it back
 JOB_SECONDS = 300.0  # a job claims new slices this long, then leaves the rest to a continuation job
 IDLE_PAUSE = 0.005  # seconds between claims while due work is held by other workers' slices
+PREPARE_MARGIN = 0.002  # seconds before the next due time that preparing messages stops (one takes ~0.4 ms)
+PREPARE_MIN_WAIT = 0.05  # a shorter wait prepares nothing: its query alone could make the next send late
 HELP_THRESHOLD = 200  # unleased recipients of a just-claimed task from which idle workers are asked to help
 
 

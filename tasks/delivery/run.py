@@ -17,13 +17,15 @@ from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
 from tasks import scheduler, transitions
-from tasks.delivery import records
+from tasks.delivery import prepared, records
 from tasks.delivery.claim import Slice, claim_slice
 from tasks.delivery.lease import due_backlog
 from tasks.delivery.policy import (
     IDLE_PAUSE,
     JOB_SECONDS,
     MAX_EARLY_WAIT,
+    PREPARE_MARGIN,
+    PREPARE_MIN_WAIT,
     SliceSizer,
     is_missed,
     relay_retry_delay,
@@ -49,6 +51,7 @@ class Own:
     pending: bool = True
     error: BaseException | None = None
     helped: set[int] = field(default_factory=set)  # tasks this job asked helper jobs for
+    prepared: bool = False  # this job has prepared the messages due by its own task's time
 
 
 def run_task(*, task_id: int) -> None:
@@ -84,7 +87,7 @@ def run_task(*, task_id: int) -> None:
         if not chunk:
             if not _still_waiting(own, now):
                 break
-            time.sleep(_pause(own, now))
+            _wait(own, now)
             continue
         _after_claim(chunk, own)
         sizer.start()
@@ -96,6 +99,7 @@ def run_task(*, task_id: int) -> None:
         _settle(chunk, result, own)
     else:
         scheduler.enqueue_helpers(task_id=task_id, count=1)  # work may be left: a continuation job
+    prepared.clear()
     if own.error is not None:
         raise own.error
 
@@ -135,6 +139,18 @@ def _still_waiting(own: Own, now: datetime) -> bool:
         own.pending = False  # claimed by another worker, canceled, sent now, or moved
         return False
     return (row[1] - now).total_seconds() <= MAX_EARLY_WAIT
+
+
+def _wait(own: Own, now: datetime) -> None:
+    """Wait for the next reservation's due time; the first wait of a job prepares the messages due by then."""
+    pause = _pause(own, now)
+    if not own.prepared and own.due is not None and pause >= PREPARE_MIN_WAIT:
+        own.prepared = True
+        started = time.monotonic()
+        prepared.fill(until=own.due, deadline=started + pause - PREPARE_MARGIN)
+        pause -= time.monotonic() - started
+    if pause > 0:
+        time.sleep(pause)
 
 
 def _pause(own: Own, now: datetime) -> float:

@@ -30,14 +30,14 @@ from django.db.models import Count
 from django.utils import timezone
 
 from subscriptions.selectors import suppressed_among
-from tasks.delivery import records
+from tasks.delivery import prepared, records
 from tasks.delivery.claim import Slice, Work
 from tasks.delivery.policy import lease_seconds
 from tasks.mail import describe, is_permanent, render_message, template_meta
 from tasks.models import SETTLED_DELIVERY, Delivery, Task
 from tasks.notify import notify_many
 from tasks.recipients import Recipient
-from tasks.smtp import NotReleased, Outbox, session
+from tasks.smtp import Envelope, NotReleased, Outbox, session
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,7 @@ class SliceSender:
                 if work.delivery_id in suppressed:  # settled with the next transaction; nothing goes out
                     self._records.append(records.Record(work.delivery_id, D.SUPPRESSED))
                     continue
-                message = self._render(work, task)
-                wire = outbox.encode(message) if message is not None else None
+                wire = self._wire(work, task, outbox)
                 outbox.collect()
                 if wire is None:
                     continue
@@ -164,9 +163,17 @@ class SliceSender:
             self._records.append(records.Record(work.delivery_id, D.PENDING, describe(error)))
             self.result.transient.setdefault(work.task_id, TransientSendError(f"{work.address}: {describe(error)}"))
 
-    def _render(self, work: Work, task: Task) -> EmailMessage | None:
-        """The recipient's message, or None with its task marked broken: a bad template fails that task only."""
+    def _wire(self, work: Work, task: Task, outbox: Outbox) -> EmailMessage | Envelope | None:
+        """The recipient's message encoded for the wire: prepared while the job waited, or rendered now."""
         recipient = Recipient(address=work.address, name=work.name, context=work.context)
+        ready = prepared.take(prepared.key_of(task, recipient), message_id=work.message_id)
+        if ready is not None:
+            return ready
+        message = self._render(work, task, recipient)
+        return outbox.encode(message) if message is not None else None
+
+    def _render(self, work: Work, task: Task, recipient: Recipient) -> EmailMessage | None:
+        """The recipient's message, or None with its task marked broken: a bad template fails that task only."""
         try:
             return render_message(
                 template=task.template,

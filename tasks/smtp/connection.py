@@ -93,6 +93,10 @@ class MailSession:
         self.close()
         return True
 
+    def encodes(self) -> bool:
+        """Whether encode() gives envelopes: the configured backend speaks SMTP."""
+        return _smtp_configured()
+
     def encode(self, message: EmailMessage) -> EmailMessage | Envelope:
         """The message as it goes on the wire, for SMTP (other backends take the message itself).
 

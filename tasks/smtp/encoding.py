@@ -8,6 +8,7 @@ A relay without 8BITMIME gets 8-bit body parts re-encoded as quoted-printable.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 import smtplib
@@ -16,6 +17,7 @@ from email import charset as email_charset
 from email.generator import BytesGenerator
 from email.message import Message
 from email.policy import Compat32, compat32
+from email.utils import formatdate
 from functools import lru_cache
 from io import BytesIO
 from typing import Any
@@ -58,6 +60,33 @@ def _envelope(message: EmailMessage) -> Envelope:
         recipients=[_sanitize(address, encoding) for address in message.recipients()],
         data=encode(message),
     )
+
+
+def restamp(envelope: Envelope, *, old_id: str, message_id: str) -> Envelope | None:
+    """``envelope`` (encoded earlier with Message-ID ``old_id``) with ``message_id`` and the current Date.
+
+    For a message rendered and encoded ahead of its send (tasks.delivery.prepared): the bytes are
+    what encode() writes for the message carrying ``message_id`` now, the MIME boundaries aside.
+    None when that cannot be promised by replacing two header lines (a Message-ID the encoder
+    would fold, or headers not as encode() writes them): the caller renders the message again.
+    ``envelope.message`` gets the new Message-ID too, for a re-encode for the relay (_for_relay).
+    """
+    line = f"Message-ID: {message_id}"
+    if len(line) > (_QUICK_COMPAT32.max_line_length or 0) or not _ONE_LINE_VALUE.fullmatch(message_id):
+        return None
+    end = envelope.data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head, body = envelope.data[: end + 2], envelope.data[end + 2 :]  # every header line ends in CRLF
+    old_line = f"\r\nMessage-ID: {old_id}\r\n".encode("ascii")
+    if head.count(old_line) != 1 or head.count(b"\r\nDate: ") != 1:
+        return None
+    head = head.replace(old_line, f"\r\n{line}\r\n".encode("ascii"), 1)
+    date_at = head.index(b"\r\nDate: ") + len(b"\r\nDate: ")
+    date = formatdate(localtime=settings.EMAIL_USE_LOCALTIME).encode("ascii")
+    head = head[:date_at] + date + head[head.index(b"\r\n", date_at) :]
+    envelope.message.extra_headers["Message-ID"] = message_id
+    return dataclasses.replace(envelope, data=head + body)
 
 
 def _bare(value: str) -> str:
