@@ -340,9 +340,14 @@ def ablations(n: int) -> list[tuple[str, dict[str, Any]]]:
         ),
         (f"ablation: burst of {n}, slices in the stock forking rq.Worker", {"n": n, "worker_class": "rq.Worker"}),
         (
-            f"ablation: burst of {n}, no overlap (MAIL_SEND_OVERLAP=0: render, then send)",
+            f"ablation: burst of {n}, no overlap (MAIL_SEND_OVERLAP=0: each mail's writes and waits in turn)",
             {"n": n, "extra_env": {"MAIL_SEND_OVERLAP": "0"}},
         ),
+        (
+            f"ablation: burst of {n}, 2 workers, nothing prepared ahead (DELIVERY_PREPARE_MAX=0)",
+            {"n": n, "workers": 2, "extra_env": {"DELIVERY_PREPARE_MAX": "0"}},
+        ),
+        (f"ablation: burst of {n}, 2 workers, as shipped (baseline of the row above)", {"n": n, "workers": 2}),
     ]
 
 

@@ -339,7 +339,7 @@ def run_reservemail(
         created = time.time()
         early = CpuMeter(bench, senders=[p.pid for p in procs])
         _sleep_until(min(dues))
-        before = early.per_mail(n)["senders"]  # preparing messages while the jobs wait (tasks.delivery.prepared)
+        before = early.per_mail(n)["senders"]  # jobs starting and waiting, preparing messages (tasks.delivery.prepared)
         meter = CpuMeter(bench, senders=[p.pid for p in procs])
         last_due = max(dues)
         timeout = last_due - time.time() + n / 10 + 30
@@ -350,7 +350,10 @@ def run_reservemail(
     if created > min(dues) - 0.5:
         row.notes.append(f"reserving took {created - setup:.1f}s, ended <0.5s before the first due time")
     if before >= 0.01:
-        row.notes.append(f"the workers spent {before:.2f} ms of CPU per mail before the first due time, preparing")
+        row.notes.append(
+            f"before the first due time the workers spent {before:.2f} ms of CPU per mail"
+            " (jobs starting, messages prepared)"
+        )
     return bench.add(row, rss=rss, cpu=cpu)
 
 
