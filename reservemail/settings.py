@@ -194,7 +194,9 @@ MAIL_SEND_OVERLAP = os.environ.get("MAIL_SEND_OVERLAP", "").strip().lower() == "
     "MAIL_SEND_OVERLAP", True
 )
 # A job waiting for its reservation's due time renders and encodes the messages due by then, at
-# most this many per worker process (tasks.delivery.prepared); 0 = render each when it is sent.
+# most DELIVERY_PREPARE_MAX per worker process (tasks.delivery.prepared). auto: when this host runs
+# at least as many workers as it has cores (tasks.delivery.policy.prepare_wanted); on; off.
+DELIVERY_PREPARE = os.environ.get("DELIVERY_PREPARE", "auto")
 DELIVERY_PREPARE_MAX = env_int("DELIVERY_PREPARE_MAX", 2000)
 # RQ keeps whole-second due times and polls them; release a job this many seconds (plus the
 # fraction) before its due time, and let the job wait for the exact instant: never early, not late.

@@ -28,6 +28,7 @@ from tasks.delivery.policy import (
     PREPARE_MIN_WAIT,
     SliceSizer,
     is_missed,
+    prepare_wanted,
     relay_retry_delay,
     retries_after,
 )
@@ -63,6 +64,7 @@ def run_task(*, task_id: int) -> None:
     Transient SMTP errors hand the task back; for the job's own task the error is re-raised after
     the loop so RQ retries the job. An unexpected error fails that task and is re-raised too.
     """
+    prepared.clear()  # a job starts with none, however the last one ended
     own = _start(task_id)
     if own is None:
         return
@@ -147,10 +149,19 @@ def _wait(own: Own, now: datetime) -> None:
     if not own.prepared and own.due is not None and pause >= PREPARE_MIN_WAIT:
         own.prepared = True
         started = time.monotonic()
-        prepared.fill(until=own.due, deadline=started + pause - PREPARE_MARGIN)
+        if _prepare_wanted():
+            prepared.fill(until=own.due, deadline=started + pause - PREPARE_MARGIN)
         pause -= time.monotonic() - started
     if pause > 0:
         time.sleep(pause)
+
+
+def _prepare_wanted() -> bool:
+    try:
+        return prepare_wanted(workers_here=scheduler.workers_on_this_host())
+    except scheduler.QueueError as exc:  # Redis unreachable: render each message when it is sent
+        logger.warning("could not count this host's workers, not preparing: %s", exc)
+        return False
 
 
 def _pause(own: Own, now: datetime) -> float:

@@ -52,6 +52,7 @@ from tasks.scheduler.status import (
     warn_if_evicting,
     worker_count,
     worker_counts,
+    workers_on_this_host,
 )
 
 __all__ = [
@@ -92,4 +93,5 @@ __all__ = [
     "warn_if_evicting",
     "worker_count",
     "worker_counts",
+    "workers_on_this_host",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,7 @@ from redis.exceptions import RedisError, ResponseError
 from rq.queue import Queue
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.utils import utcparse
-from rq.worker import Worker
+from rq.worker import BaseWorker, Worker
 
 from tasks.scheduler.connection import QUEUE_NAMES, SCHEDULER_QUEUE, _connection, _text
 
@@ -66,9 +67,7 @@ def worker_counts(*, stale_after: float = 60.0) -> dict[str, int]:
     counts = dict.fromkeys(QUEUE_NAMES, 0)
     now = time.time()
     for worker in Worker.all(connection=connection):
-        beat = worker.last_heartbeat
-        fresh = beat is not None and now - beat.replace(tzinfo=UTC).timestamp() <= stale_after
-        if not fresh and worker.get_state() != "busy":
+        if not _live(worker, now=now, stale_after=stale_after):
             continue
         for name in worker.queue_names():
             if name in counts:
@@ -119,6 +118,20 @@ def queue_stats() -> dict[str, dict[str, int]]:
             "scheduler": int(bool(connection.exists(RQScheduler.get_locking_key(name)))),
         }
     return stats
+
+
+def workers_on_this_host(*, stale_after: float = 60.0) -> int:
+    """How many live RQ workers (heart-beating, or busy) run on this host, by the hostname they registered."""
+    here, now = socket.gethostname(), time.time()
+    workers = Worker.all(connection=_connection())
+    return sum(1 for w in workers if w.hostname == here and _live(w, now=now, stale_after=stale_after))
+
+
+def _live(worker: BaseWorker, *, now: float, stale_after: float) -> bool:
+    """A registered worker that heart-beat within ``stale_after`` seconds, or is busy with a job."""
+    beat = worker.last_heartbeat
+    fresh = beat is not None and now - beat.replace(tzinfo=UTC).timestamp() <= stale_after
+    return fresh or worker.get_state() == "busy"
 
 
 def worker_count() -> int:

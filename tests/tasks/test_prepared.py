@@ -2,6 +2,7 @@
 sent by real jobs to a real SMTP sink."""
 
 import logging
+import os
 import re
 import time
 from datetime import UTC, timedelta
@@ -10,8 +11,10 @@ from email.utils import parsedate_to_datetime
 import pytest
 from django.utils import timezone
 
+from tasks import scheduler
 from tasks.delivery import prepared
 from tasks.delivery import send as send_module
+from tasks.delivery.policy import prepare_wanted
 from tasks.jobs import send_task
 from tasks.mail import new_message_id, render_message
 from tasks.models import Delivery, Task
@@ -36,7 +39,8 @@ def _normal(data: bytes) -> bytes:
 
 
 @pytest.fixture(autouse=True)
-def no_entries():
+def no_entries(settings):
+    settings.DELIVERY_PREPARE = "on"  # the tests below that need "auto" say so
     prepared.clear()
     yield
     prepared.clear()
@@ -158,3 +162,38 @@ def test_an_edit_after_the_preparing_is_what_goes_out(user, smtp, renders, fast_
     assert sorted(renders) == ["a@example.com", "b@example.com"]  # the prepared ones did not match the edit
     bodies = [r.message.get_payload(0).get_payload(decode=True).decode() for r in smtp.received]
     assert len(bodies) == 2 and all("edited text" in b and "first text" not in b for b in bodies)
+
+
+CORES = os.cpu_count() or 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "cap", "here", "wanted"),
+    [
+        ("auto", 2000, CORES, True),  # the workers share the cores: rendering ahead frees one for the others
+        ("auto", 2000, CORES - 1, False),  # each has a core: it renders while the relay answers, at no cost
+        ("on", 2000, 0, True),
+        ("off", 2000, CORES + 5, False),
+        ("on", 0, CORES, False),  # no room
+    ],
+)
+def test_prepare_wanted(settings, mode, cap, here, wanted):
+    settings.DELIVERY_PREPARE, settings.DELIVERY_PREPARE_MAX = mode, cap
+    assert prepare_wanted(workers_here=here) is wanted
+
+
+def test_this_hosts_workers_are_counted_from_rqs_registry(worker_factory):
+    assert scheduler.workers_on_this_host() == 0
+    worker_factory("w1")
+    worker_factory("w2")
+    assert scheduler.workers_on_this_host() == 2
+
+
+def test_auto_with_a_core_per_worker_renders_each_message_when_it_is_sent(user, smtp, renders, caplog, settings):
+    settings.DELIVERY_PREPARE = "auto"  # no worker registered on this host: fewer workers than cores
+    task = _reserved(user, seconds=1.2, recipients=["a@example.com", "b@example.com"])
+    with caplog.at_level(logging.INFO, logger="tasks.delivery.prepared"):
+        send_task(task.pk)
+    assert not [r for r in caplog.records if "prepared" in r.getMessage()]
+    assert sorted(renders) == ["a@example.com", "b@example.com"]
+    assert len(smtp.received) == 2
