@@ -3,7 +3,8 @@
 Why: a burst is bound by CPU (the workers and the relay share the cores), and rendering and
 encoding is about a quarter of a worker's CPU per mail. A job is released before its due time
 (JOB_RELEASE_LEAD) and waits for the instant; it spends the wait preparing the recipients of the
-reservations due by then, and the send loop takes each one's bytes instead of rendering.
+reservations due by then, and the send loop takes each one's bytes instead of rendering. Whether it
+does is tasks.delivery.policy.prepare_wanted (where the workers share the cores).
 
 Entries are keyed by everything a message is made of (template, subject prefix, the task's stored
 context text, the recipient's address, display name and merge data), never by the task alone: an
@@ -71,9 +72,11 @@ def size() -> int:
 def fill(*, until: datetime, deadline: float) -> int:
     """Prepare the recipients of reservations due by ``until``, soonest first, until ``deadline`` (monotonic).
 
-    At most DELIVERY_PREPARE_MAX entries are held; returns how many this call added. Only for SMTP
-    (other backends take the message itself). A recipient that cannot be rendered is left to the
-    send loop, which fails its task with the error.
+    At most DELIVERY_PREPARE_MAX entries are held, and at most DELIVERY_SLICE_MAX of one task (what
+    a claim takes: a big task's later recipients would hold memory long for a small share of its
+    sending; measured: a worker's peak 127 MB at 100,000 recipients with 2,000 of them prepared).
+    Returns how many this call added. Only for SMTP (other backends take the message itself). A
+    recipient that cannot be rendered is left to the send loop, which fails its task with the error.
     """
     room = int(settings.DELIVERY_PREPARE_MAX) - len(_entries)
     if room <= 0 or time.monotonic() >= deadline or not session.encodes():
@@ -88,7 +91,7 @@ def fill(*, until: datetime, deadline: float) -> int:
         context = read_stored(getattr(task, "context_text", None))
         if not isinstance(context, dict):
             continue
-        for entry in task.recipients:
+        for entry in task.recipients[: int(settings.DELIVERY_SLICE_MAX)]:
             if added >= room or time.monotonic() >= deadline:
                 break
             if _prepare(task, context, entry):

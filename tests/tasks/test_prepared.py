@@ -116,6 +116,13 @@ def test_fill_stops_at_its_deadline_and_at_its_cap(user, smtp, settings):
     assert prepared.fill(until=task.reserved_at, deadline=time.monotonic() + 10) == 0  # full
 
 
+def test_fill_prepares_at_most_one_slice_of_a_task(user, smtp, settings):
+    settings.DELIVERY_SLICE_MAX = 5
+    big = _reserved(user, seconds=2, recipients=[f"b{i}@example.com" for i in range(12)])
+    small = _reserved(user, seconds=2, recipients=["s0@example.com", "s1@example.com"])
+    assert prepared.fill(until=max(big.reserved_at, small.reserved_at), deadline=time.monotonic() + 10) == 7
+
+
 @pytest.fixture
 def renders(monkeypatch):
     """Counts the messages the send loop renders itself (the real render_message, observed)."""
