@@ -344,8 +344,8 @@ def ablations(n: int) -> list[tuple[str, dict[str, Any]]]:
             {"n": n, "extra_env": {"MAIL_SEND_OVERLAP": "0"}},
         ),
         (
-            f"ablation: burst of {n}, 2 workers, nothing prepared ahead (DELIVERY_PREPARE_MAX=0)",
-            {"n": n, "workers": 2, "extra_env": {"DELIVERY_PREPARE_MAX": "0"}},
+            f"ablation: burst of {n}, 2 workers, nothing prepared ahead (DELIVERY_PREPARE=off)",
+            {"n": n, "workers": 2, "extra_env": {"DELIVERY_PREPARE": "off"}},
         ),
         (f"ablation: burst of {n}, 2 workers, as shipped (baseline of the row above)", {"n": n, "workers": 2}),
     ]

@@ -29,14 +29,14 @@ from reservemail.exceptions import ReservemailError
 from reservemail.http import found_or_404
 from reservemail.rq_dashboard import DashboardAdmin
 from tasks import services
-from tasks.compose import FORGET_CSV, field_of, preview_of, review_of, without_csv
+from tasks.compose import FORGET_CSV, preview_of, review_of, without_csv
 from tasks.display import log_in_zone, preview_json
 from tasks.forms import MailForm, ReservationEditForm
 from tasks.mail import MailSpec
 from tasks.models import PENDING, Delivery, Task
 from tasks.recipients import label_of
 from tasks.selectors import get_task_of, with_context_text
-from tasks.submissions import TEST_ALREADY_SENT, new_submission, send_once, send_test_once, told
+from tasks.submissions import new_submission, send_once, send_test_from_form
 
 S = Task.Status
 # Why a task in this status is skipped by an action, per action.
@@ -295,21 +295,10 @@ class TaskAdmin(admin_base.ModelAdmin):
     def _send_test(self, request: HttpRequest, form: AdminMailForm) -> None:
         """A test to the signed-in staff member (not the owner), once per page shown; the form stays filled in."""
         staff = cast(AbstractBaseUser, request.user)  # behind admin_view: a signed-in staff member
-        try:
-            outcome = send_test_once(
-                user=staff,
-                cleaned=form.cleaned_data,
-                submission=request.POST.get("test_submission", ""),
-                data=request.POST,
-            )
-        except ReservemailError as exc:
-            form.add_error(field_of(form, exc), exc.message)
-            self.message_user(request, _("The test was not sent: %(reason)s") % {"reason": exc.message}, messages.ERROR)
-            return
-        if not outcome.replayed:  # in the admin's history once, as a send made here is
-            self.log_addition(request, get_task_of(None, outcome.body["id"]), _("test sent through the admin"))
-        level, text = told(outcome, already=str(TEST_ALREADY_SENT))
-        self.message_user(request, text, level)
+        answer = send_test_from_form(form, user=staff, post=request.POST)
+        if answer.outcome is not None and not answer.outcome.replayed:  # in the admin's history, as a send made here
+            self.log_addition(request, get_task_of(None, answer.outcome.body["id"]), _("test sent through the admin"))
+        self.message_user(request, answer.text, answer.level)
 
     def _made(self, request: HttpRequest, form: AdminMailForm) -> tuple[int, dict[str, Any]]:
         """Create the send and log it in the admin's history; ``(201, {"id": ...})`` for the idempotency store."""

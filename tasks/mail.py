@@ -18,7 +18,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template import Context, Engine
 
 from subscriptions.tokens import Links, sample_links, unsubscribe_links
-from tasks.recipients import StoredRecipient
+from tasks.recipients import Recipient, StoredRecipient
 from tasks.relay import is_relay_refused
 
 EMAIL_TEMPLATE_DIR = Path(settings.BASE_DIR) / "templates" / "email"
@@ -154,6 +154,31 @@ def render_message(
     if html is not None:
         message.attach_alternative(html, "text/html")
     return message
+
+
+def render_for(
+    recipient: Recipient,
+    *,
+    template: str,
+    context: dict[str, Any],
+    message_id: str,
+    subject_prefix: str = "",
+    sample_links: bool = False,
+) -> EmailMultiAlternatives:
+    """``recipient``'s copy: their merge data over the shared ``context``, to their address with its display name.
+
+    The one call of the send loop, of preparing ahead (tasks.delivery.prepared) and of the preview,
+    so that what is prepared or previewed is what the send renders.
+    """
+    return render_message(
+        template=template,
+        context=recipient.merged_context(context),
+        recipient=recipient.address,
+        message_id=message_id,
+        to=recipient.header(),
+        subject_prefix=subject_prefix,
+        sample_links=sample_links,
+    )
 
 
 def check_renders(*, template: str, context: dict[str, Any], recipient: str = "check@example.com") -> str:

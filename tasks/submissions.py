@@ -21,13 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import QueryDict
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from reservemail.exceptions import ReservemailError
 from tasks import services
+from tasks.compose import field_of
 from tasks.mail import MailSpec
 
 SUBMISSION_PATTERN = re.compile(r"[0-9a-f]{32}")
@@ -104,6 +107,31 @@ def send_test_once(
         return 201, {"kind": "test", "id": task.pk, "message": message}
 
     return send_once(user=user, submission=submission, data=data, handler=make, kind=TEST_KIND)
+
+
+def send_test_from_form(form: forms.Form, *, user: AbstractBaseUser, post: QueryDict) -> SendTestAnswer:
+    """Send ``user`` a test of a valid mail form (send_test_once) and say what to tell them.
+
+    The one "Send a test to me" of the mail page and the admin's form: a refusal is put on the form
+    beside its field (the form stays filled in) and told as an error; nothing was sent.
+    """
+    try:
+        outcome = send_test_once(
+            user=user, cleaned=form.cleaned_data, submission=post.get("test_submission", ""), data=post
+        )
+    except ReservemailError as exc:
+        form.add_error(field_of(form, exc), exc.message)
+        return SendTestAnswer(None, messages.ERROR, _("The test was not sent: %(reason)s") % {"reason": exc.message})
+    return SendTestAnswer(outcome, *told(outcome, already=str(TEST_ALREADY_SENT)))
+
+
+@dataclass(frozen=True)
+class SendTestAnswer:
+    """What a test send did (``outcome``, None when refused) and the message for the user (level, text)."""
+
+    outcome: services.Outcome | None
+    level: int
+    text: str
 
 
 def told(outcome: services.Outcome, *, already: str) -> tuple[int, str]:

@@ -20,7 +20,7 @@ from reservemail.monitoring import may_monitor
 from series.forms import RepeatForm
 from series.services import create_series
 from tasks import services
-from tasks.compose import FORGET_CSV, field_of, preview_of, review_of, without_csv
+from tasks.compose import FORGET_CSV, preview_of, review_of, without_csv
 from tasks.display import read_stored
 from tasks.exceptions import TaskStateError, unreadable_context
 from tasks.forms import MailForm, RescheduleForm, ReservationEditForm, template_context_names
@@ -28,7 +28,7 @@ from tasks.health import health_report
 from tasks.mail import MailSpec
 from tasks.models import Task
 from tasks.selectors import get_task_of, get_task_shown_of, list_deliveries_of, list_history_of, stored_context_of
-from tasks.submissions import TEST_ALREADY_SENT, new_submission, send_once, send_test_once, told
+from tasks.submissions import new_submission, send_once, send_test_from_form, told
 
 HISTORY_PAGE_SIZE = 20
 DELIVERIES_PAGE_SIZE = 100
@@ -141,18 +141,8 @@ def _send_test(request: AuthedRequest, form: MailForm) -> None:
     Once per page shown (tasks.submissions): the twin of a test POST already done sends nothing and
     says which test the first one made.
     """
-    try:
-        outcome = send_test_once(
-            user=request.user,
-            cleaned=form.cleaned_data,
-            submission=request.POST.get("test_submission", ""),
-            data=request.POST,
-        )
-    except ReservemailError as exc:
-        form.add_error(field_of(form, exc), exc.message)
-        messages.error(request, _("The test was not sent: %(reason)s") % {"reason": exc.message})
-        return
-    messages.add_message(request, *told(outcome, already=str(TEST_ALREADY_SENT)))
+    answer = send_test_from_form(form, user=request.user, post=request.POST)
+    messages.add_message(request, answer.level, answer.text)
 
 
 @login_required

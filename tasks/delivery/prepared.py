@@ -19,14 +19,16 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
 from tasks.display import read_stored
-from tasks.mail import render_message
+from tasks.mail import render_for
 from tasks.models import Task
 from tasks.recipients import Recipient, parse_stored
 from tasks.selectors import with_context_text
@@ -87,21 +89,23 @@ def fill(*, until: datetime, deadline: float) -> int:
         .only("pk", "template", "subject_prefix", "recipients")
     )
     started, added = time.monotonic(), 0
-    for task in tasks[:room].iterator():
-        context = read_stored(getattr(task, "context_text", None))
-        if not isinstance(context, dict):
-            continue
-        for entry in task.recipients[: int(settings.DELIVERY_SLICE_MAX)]:
-            if added >= room or time.monotonic() >= deadline:
-                break
-            if _prepare(task, context, entry):
-                added += 1
-        else:
-            continue
-        break
+    for task, context, entry in _recipients_of(tasks[:room].iterator()):
+        if added >= room or time.monotonic() >= deadline:
+            break
+        if _prepare(task, context, entry):
+            added += 1
     if added:
         logger.info("prepared %s messages due by %s in %.3fs", added, until.isoformat(), time.monotonic() - started)
     return added
+
+
+def _recipients_of(tasks: Iterable[Task]) -> Iterator[tuple[Task, dict[str, Any], Any]]:
+    """``(task, its context, a stored recipient)``, at most DELIVERY_SLICE_MAX per task; unreadable contexts skipped."""
+    per_task = int(settings.DELIVERY_SLICE_MAX)
+    for task in tasks:
+        context = read_stored(getattr(task, "context_text", None))
+        if isinstance(context, dict):
+            yield from ((task, context, entry) for entry in islice(task.recipients, per_task))
 
 
 def _prepare(task: Task, context: dict[str, Any], entry: Any) -> bool:
@@ -114,12 +118,11 @@ def _prepare(task: Task, context: dict[str, Any], entry: Any) -> bool:
         return False
     placeholder = f"<{secrets.token_hex(8)}@prepared.invalid>"
     try:
-        message = render_message(
+        message = render_for(
+            recipient,
             template=task.template,
-            context=recipient.merged_context(context),
-            recipient=recipient.address,
+            context=context,
             message_id=placeholder,
-            to=recipient.header(),
             subject_prefix=task.subject_prefix,
         )
     except Exception:  # noqa: BLE001 - the send loop renders it again and fails the task with the error

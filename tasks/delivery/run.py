@@ -52,7 +52,7 @@ class Own:
     pending: bool = True
     error: BaseException | None = None
     helped: set[int] = field(default_factory=set)  # tasks this job asked helper jobs for
-    prepared: bool = False  # this job has prepared the messages due by its own task's time
+    prepare_tried: bool = False  # this job has had its one chance to prepare the messages due by its time
 
 
 def run_task(*, task_id: int) -> None:
@@ -146,8 +146,8 @@ def _still_waiting(own: Own, now: datetime) -> bool:
 def _wait(own: Own, now: datetime) -> None:
     """Wait for the next reservation's due time; the first wait of a job prepares the messages due by then."""
     pause = _pause(own, now)
-    if not own.prepared and own.due is not None and pause >= PREPARE_MIN_WAIT:
-        own.prepared = True
+    if not own.prepare_tried and own.due is not None and pause >= PREPARE_MIN_WAIT:
+        own.prepare_tried = True
         started = time.monotonic()
         if _prepare_wanted():
             prepared.fill(until=own.due, deadline=started + pause - PREPARE_MARGIN)
@@ -157,6 +157,7 @@ def _wait(own: Own, now: datetime) -> None:
 
 
 def _prepare_wanted() -> bool:
+    """Whether this job prepares ahead (policy.prepare_wanted, from the live workers on this host)."""
     try:
         return prepare_wanted(workers_here=scheduler.workers_on_this_host())
     except scheduler.QueueError as exc:  # Redis unreachable: render each message when it is sent

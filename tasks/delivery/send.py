@@ -33,7 +33,7 @@ from subscriptions.selectors import suppressed_among
 from tasks.delivery import prepared, records
 from tasks.delivery.claim import Slice, Work
 from tasks.delivery.policy import lease_seconds
-from tasks.mail import describe, is_permanent, render_message, template_meta
+from tasks.mail import describe, is_permanent, render_for, template_meta
 from tasks.models import SETTLED_DELIVERY, Delivery, Task
 from tasks.notify import notify_many
 from tasks.recipients import Recipient
@@ -175,12 +175,11 @@ class SliceSender:
     def _render(self, work: Work, task: Task, recipient: Recipient) -> EmailMessage | None:
         """The recipient's message, or None with its task marked broken: a bad template fails that task only."""
         try:
-            return render_message(
+            return render_for(
+                recipient,
                 template=task.template,
-                context=recipient.merged_context(task.context),
-                recipient=work.address,
+                context=task.context,
                 message_id=work.message_id,
-                to=recipient.header(),
                 subject_prefix=task.subject_prefix,
             )
         except Exception as exc:  # noqa: BLE001 - see above

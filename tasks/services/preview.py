@@ -1,9 +1,9 @@
 """Preview a send: the subject, text and HTML one recipient would get, rendered as the worker renders them.
 
 Nothing is written and nothing is queued: the mail is checked as a create checks it (tasks.validation),
-then one recipient's copy is rendered by tasks.mail.render_message with that recipient's merge data
-over the shared context (tasks.recipients.Recipient.merged_context): the same call the worker's send
-loop makes. A bulk template's unsubscribe link is a sample: the recipient's own is not the sender's to see.
+then one recipient's copy is rendered by tasks.mail.render_for (that recipient's merge data over the
+shared context): the same call the worker's send loop makes. A bulk template's unsubscribe link is
+a sample: the recipient's own is not the sender's to see.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.utils.translation import gettext as _
 
 from tasks.exceptions import ReservationError
-from tasks.mail import MailSpec, new_message_id, render_message
+from tasks.mail import MailSpec, new_message_id, render_for
 from tasks.models import Delivery, Task
 from tasks.recipients import Recipient, parse_stored, split_entry
 from tasks.validation import clean_mail
@@ -55,12 +55,11 @@ def render_copy(mail: MailSpec, recipient: Recipient, *, subject_prefix: str = "
     Only the unsubscribe link differs: a sample that unsubscribes nobody, since the real one is the
     recipient's credential (subscriptions.tokens.sample_links).
     """
-    message = render_message(
+    message = render_for(
+        recipient,
         template=mail.template,
-        context=recipient.merged_context(mail.context),
-        recipient=recipient.address,
+        context=mail.context,
         message_id=new_message_id(),
-        to=recipient.header(),
         subject_prefix=subject_prefix,
         sample_links=True,
     )

@@ -71,9 +71,9 @@ def restamp(envelope: Envelope, *, old_id: str, message_id: str) -> Envelope | N
     would fold, or headers not as encode() writes them): the caller renders the message again.
     ``envelope.message`` gets the new Message-ID too, for a re-encode for the relay (_for_relay).
     """
-    line = f"Message-ID: {message_id}"
-    if len(line) > (_QUICK_COMPAT32.max_line_length or 0) or not _ONE_LINE_VALUE.fullmatch(message_id):
+    if not _QUICK_COMPAT32.writes_on_one_line("Message-ID", message_id):
         return None
+    line = f"Message-ID: {message_id}"
     end = envelope.data.find(b"\r\n\r\n")
     if end < 0:
         return None
@@ -149,9 +149,13 @@ class _QuickCompat32(Compat32):
     takes the stock path. tests/tasks/test_encoding_policy.py checks the two agree byte for byte.
     """
 
-    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+    def writes_on_one_line(self, name: str, value: Any) -> bool:
+        """Whether header ``name: value`` is written as it is, on one line (no folding, no encoding)."""
         fits = isinstance(value, str) and len(name) + 2 + len(value) <= (self.max_line_length or 0)
-        if fits and _ONE_LINE_VALUE.fullmatch(value):
+        return fits and _ONE_LINE_VALUE.fullmatch(value) is not None
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        if self.writes_on_one_line(name, value):
             return f"{name}: {value}{self.linesep}"
         return super()._fold(name, value, sanitize)  # type: ignore[misc]  # typeshed omits the private _fold
 

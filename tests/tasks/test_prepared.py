@@ -125,15 +125,15 @@ def test_fill_prepares_at_most_one_slice_of_a_task(user, smtp, settings):
 
 @pytest.fixture
 def renders(monkeypatch):
-    """Counts the messages the send loop renders itself (the real render_message, observed)."""
+    """Counts the messages the send loop renders itself (the real render_for, observed)."""
     calls = []
-    real = send_module.render_message
+    real = send_module.render_for
 
-    def counted(**kwargs):
-        calls.append(kwargs["recipient"])
-        return real(**kwargs)
+    def counted(recipient, **kwargs):
+        calls.append(recipient.address)
+        return real(recipient, **kwargs)
 
-    monkeypatch.setattr(send_module, "render_message", counted)
+    monkeypatch.setattr(send_module, "render_for", counted)
     return calls
 
 
