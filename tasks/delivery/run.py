@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.db import DatabaseError
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
@@ -32,7 +33,7 @@ from tasks.delivery.policy import (
     relay_retry_delay,
     retries_after,
 )
-from tasks.delivery.send import Beat, SliceResult, SliceSender, TransientSendError
+from tasks.delivery.send import Beat, SliceResult, SliceSender, TransientSendError, write_ended
 from tasks.logfields import task_fields
 from tasks.models import OPEN_DELIVERY, Delivery, Task
 from tasks.smtp import session
@@ -68,7 +69,20 @@ def run_task(*, task_id: int) -> None:
     own = _start(task_id)
     if own is None:
         return
-    sizer, beat = SliceSizer(), Beat()
+    beat = Beat()
+    try:
+        _send_due(own, beat)
+    finally:
+        _write_ended(beat)
+        prepared.clear()
+    if own.error is not None:
+        raise own.error
+
+
+def _send_due(own: Own, beat: Beat) -> None:
+    """Claim -> send -> settle slices until nothing is due and the own task is not waited for (or JOB_SECONDS)."""
+    task_id = own.task_id
+    sizer = SliceSizer()
     deadline = time.monotonic() + JOB_SECONDS
     while time.monotonic() < deadline:
         now = timezone.now()
@@ -89,6 +103,7 @@ def run_task(*, task_id: int) -> None:
         if not chunk:
             if not _still_waiting(own, now):
                 break
+            _write_ended(beat)  # a job waiting for the next reservation holds no end notice meanwhile
             _wait(own, now)
             continue
         _after_claim(chunk, own)
@@ -98,12 +113,18 @@ def run_task(*, task_id: int) -> None:
         finally:
             records.release(token=chunk.token)
         sizer.done(result.sent)
-        _settle(chunk, result, own)
+        _settle(chunk, result, own, beat)
     else:
         scheduler.enqueue_helpers(task_id=task_id, count=1)  # work may be left: a continuation job
-    prepared.clear()
-    if own.error is not None:
-        raise own.error
+
+
+def _write_ended(beat: Beat) -> None:
+    """Write the end notices the job holds; a failure is logged, the tasks' rows are right already."""
+    held = len(beat.ended)
+    try:
+        write_ended(beat)
+    except DatabaseError as exc:
+        logger.error("could not write the end notices of %s tasks: %s", held, exc)
 
 
 def _start(task_id: int) -> Own | None:
@@ -229,8 +250,8 @@ def _hand_back(task: Task, exc: TransientSendError, own: Own) -> None:
             logger.error("could not schedule retry task_id=%s error=%s; the reconciler will", task.pk, qexc)
 
 
-def _settle(chunk: Slice, result: SliceResult, own: Own) -> None:
-    """Fail the tasks that could not be rendered; finish the ones with every recipient settled."""
+def _settle(chunk: Slice, result: SliceResult, own: Own, beat: Beat) -> None:
+    """Fail the tasks that could not be rendered; finish the ones with every recipient settled (notices: ``beat``)."""
     now = timezone.now()
     for task_id, exc in result.broken.items():
         task = chunk.tasks[task_id]
@@ -238,11 +259,14 @@ def _settle(chunk: Slice, result: SliceResult, own: Own) -> None:
         if task_id == own.task_id:
             own.error = exc
     candidates = [t for t in chunk.tasks.values() if not result.done_with(t.pk)]
-    finish_settled(candidates, now=now)
+    finish_settled(candidates, now=now, notices=beat.ended)
 
 
-def finish_settled(tasks: list[Task], *, now: datetime) -> list[int]:
-    """FINISH each of ``tasks`` whose recipients are all settled, with its counts in the log; returns their ids."""
+def finish_settled(tasks: list[Task], *, now: datetime, notices: list[Task] | None = None) -> list[int]:
+    """FINISH each of ``tasks`` whose recipients are all settled, with its counts in the log; returns their ids.
+
+    ``notices``: see transitions.finish_many (end notices held for the caller to write).
+    """
     if not tasks:
         return []
     # Whether a task still has an open recipient: one EXISTS per task on the index of open rows, so
@@ -263,7 +287,7 @@ def finish_settled(tasks: list[Task], *, now: datetime) -> list[int]:
     ).values_list("task_id", "address", "error"):
         failures[task_id].append(f"permanent failure {address}: {error}")
     ends = [_end(task, counts[task.pk], failures[task.pk]) for task in done]
-    return transitions.finish_many(ends, now=now)
+    return transitions.finish_many(ends, now=now, notices=notices)
 
 
 def _end(task: Task, counts: dict[str, int], failures: list[str]) -> transitions.TaskEnd:

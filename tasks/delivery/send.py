@@ -10,7 +10,10 @@ after sees the message going out. The relay gets one write per mail: the previou
 and the next message's commands (tasks.smtp.Outbox). The text is written only after the same
 transaction has checked that its recipient is still leased here, so a worker that was frozen and
 taken over writes nothing more. The next message is rendered and encoded while the relay answers;
-each outcome is recorded in the transaction that checks the next one.
+each outcome is recorded in the transaction that checks the next one, after the replies are read
+and before the next text is written. That order bounds a takeover's duplicates to the one message
+on the wire: the transaction run during the relay's answer instead left the outcome just read
+unrecorded across the next write (fault case 12: 2 extra copies; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -54,15 +57,33 @@ class NotOurs(Exception):
 
 @dataclass
 class Beat:
-    """When this worker last wrote heartbeats and progress; lives across slices of one job."""
+    """When this worker last wrote heartbeats and progress, and the end notices it holds; lives for one job.
+
+    The end notices of the tasks this job finished (``ended``) are written with the next beat, or
+    when the job ends or waits (write_ended), not in each finish's transaction. Why: in a burst of
+    one-recipient tasks every finish rewrote its owner's two lists while holding SQLite's write
+    lock, which the other workers' per-mail transactions wait for (measured: a 2-worker burst 0.96-1.24
+    -> 1.34-1.38 x ceiling, docs/performance.md). Held back for at most TASK_PROGRESS_INTERVAL, an
+    owner's ends of that time go in one write per list, and a page learns of an end as soon as of
+    a progress step.
+    """
 
     due: float = field(default_factory=lambda: time.monotonic() + settings.TASK_PROGRESS_INTERVAL)
+    ended: list[Task] = field(default_factory=list)
 
     def ready(self) -> bool:
         return time.monotonic() >= self.due
 
     def reset(self) -> None:
         self.due = time.monotonic() + settings.TASK_PROGRESS_INTERVAL
+
+
+def write_ended(beat: Beat) -> None:
+    """Write the end notices ``beat`` holds (one transaction), and hold none."""
+    ended, beat.ended = beat.ended, []
+    if ended:
+        with transaction.atomic():
+            notify_many(ended, ended=True)
 
 
 @dataclass
@@ -193,12 +214,15 @@ class SliceSender:
         records.renew(token=self.chunk.token, until=now + timedelta(seconds=lease_seconds()))
         open_tasks = [t for t in self.chunk.tasks.values() if not self.result.done_with(t.pk)]
         if not open_tasks:
+            write_ended(self.beat)
             return
         counts = settled_counts(open_tasks)  # a read: before the write lock, which the counting would hold
+        ended, self.beat.ended = self.beat.ended, []
         # One transaction: a task another worker finishes meanwhile is either finished after this
-        # notice (its end notice wins) or no longer RUNNING here (no notice), never shown running again.
+        # notice (its end notice comes later) or no longer RUNNING here (no notice), never shown running again.
         with transaction.atomic():
             notify_many(write_progress(open_tasks, counts, now=now))
+            notify_many(ended, ended=True)
 
 
 def suppressed_deliveries(chunk: Slice) -> set[int]:

@@ -4,7 +4,8 @@ Each transition is one conditional update (``filter(pk=..., status__in=sources).
 a locked read-check-write, whose source states must be allowed by the live table
 ``tasks.models.TRANSITIONS`` (checked on every call). While a task is RUNNING its writes are fenced
 by the attempt number, so a worker that was frozen or cut off and taken over matches no row.
-Every transition writes its log line, its log record and its notification. A result of 0 rows
+Every transition writes its log line, its log record and its notification (finish_many may hand
+its end notices to the send loop, which writes them with its next beat). A result of 0 rows
 means someone else moved the task first: the function returns False, it never retries.
 
 Transitions that take a task away from a sending worker (stop, hand back, recover) also close its

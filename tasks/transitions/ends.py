@@ -35,11 +35,14 @@ class TaskEnd:
     failed: bool
 
 
-def finish_many(ends: Sequence[TaskEnd], *, now: datetime) -> list[int]:
+def finish_many(ends: Sequence[TaskEnd], *, now: datetime, notices: list[Task] | None = None) -> list[int]:
     """RUNNING (under each attempt) -> FINISHED for every end; one UPDATE per distinct (attempt, log, flag).
 
     Returns the ids that were finished by this call (a task stopped or taken over meanwhile is not).
-    One transaction: one commit for the updates and every owner's notification merges.
+    One transaction: one commit for the updates and every owner's notification merges. With
+    ``notices`` the finished tasks are appended to it instead, and the caller writes their end
+    notices later (the send loop, with its next progress beat: tasks.delivery.send.Beat). Nothing
+    else notifies a FINISHED task, so a later end notice still comes last.
     """
     groups: dict[tuple[int, str, bool], list[int]] = defaultdict(list)
     by_id = {end.task.pk: end for end in ends}
@@ -65,7 +68,10 @@ def finish_many(ends: Sequence[TaskEnd], *, now: datetime) -> list[int]:
             logger.info(
                 "task finished task_id=%s failed=%s", task.pk, task.failed, extra=task_fields(task, "running->finished")
             )
-        notify_many(ended, ended=True)
+        if notices is None:
+            notify_many(ended, ended=True)
+    if notices is not None:
+        notices.extend(ended)  # committed: never the notice of a finish that was rolled back
     return won
 
 

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
@@ -162,6 +163,39 @@ def test_the_jobs_own_transient_error_is_raised_after_sending_the_others(user, s
     assert "giving up" in own.log
     assert [Task.objects.get(pk=t.pk).status for t in tasks[1:]] == ["finished", "finished"]
     assert sorted(r.rcpt_tos[0] for r in smtp.received) == ["r1@example.com", "r2@example.com"]
+    # The end notices the job held back are written although it ends with an error.
+    progress = Notification.objects.get(owner=user, name="task_progress").payload["data"]
+    assert {e["task_id"]: e["status"] for e in progress} == {t.pk: "finished" for t in tasks}
+
+
+def test_end_notices_are_held_for_the_beat_and_written_once_when_the_job_ends(user, smtp, settings):
+    """Each slice's finishes do not rewrite their owners' lists: a job's ends are merged in one write per beat."""
+    settings.TASK_PROGRESS_INTERVAL = 600  # no beat during this job: every end waits for its end
+    settings.DELIVERY_SLICE_MIN, settings.DELIVERY_SLICE_MAX = 3, 3
+    tasks = make_reserved(user, 12)
+    with CaptureQueriesContext(connection) as queries:
+        send_task(tasks[0].pk)
+    assert [row.status for row in Task.objects.order_by("pk")] == ["finished"] * 12
+    assert len(smtp.received) == 12
+    finishes = [q for q in queries if q["sql"].startswith("UPDATE") and "\"status\" = 'finished'" in q["sql"]]
+    writes = [q for q in queries if 'UPDATE "notifications_notification"' in q["sql"]]  # "2 times: UPDATE" too
+    assert len(finishes) >= 4  # four slices of three, each finished in its own transaction
+    assert len(writes) == 1  # one executemany: both lists of the owner, once
+    for name in ("task_progress", "task_reserve"):
+        entries = Notification.objects.get(owner=user, name=name).payload["data"]
+        assert {e["task_id"]: e["status"] for e in entries} == {t.pk: "finished" for t in tasks}
+
+
+def test_a_job_that_waits_for_its_own_time_writes_the_end_notices_it_holds_first(user, other_user, smtp, settings):
+    """Ends are not held through a wait: the other owner's page learns of them before the job's own task is due."""
+    settings.TASK_PROGRESS_INTERVAL = 600  # no beat in this job
+    done = make_reserved(other_user, 2)
+    (own,) = make_reserved(user, 1, due=timezone.now() + timedelta(seconds=1.5))
+    send_task(own.pk)
+    assert [row.status for row in Task.objects.order_by("pk")] == ["finished"] * 3
+    written = Notification.objects.get(owner=other_user, name="task_progress")
+    assert {e["task_id"]: e["status"] for e in written.payload["data"]} == {t.pk: "finished" for t in done}
+    assert written.timestamp < own.reserved_at.timestamp()  # before the wait for the own task ended
 
 
 def test_discard_jobs_removes_waiting_jobs_only(user, redis_conn):
